@@ -1,0 +1,44 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Each creates .venv on first use, installs what it needs, and is idempotent: the install
+# step re-runs only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+# Offline by construction: no weights or datasets are fetched from a hub at run time.
+export HF_HUB_OFFLINE = 1
+export HF_DATASETS_OFFLINE = 1
+export HF_HUB_DISABLE_TELEMETRY = 1
+export TOKENIZERS_PARALLELISM = false
+
+.PHONY: demo test test-all lint theory install clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# Without an NVIDIA driver take torch's CPU build (a few hundred MB instead of the CUDA
+	# stack); with one, pip resolves the default CUDA build from pyproject's range.
+	command -v nvidia-smi >/dev/null 2>&1 || $(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/iris check
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m "not slow and not gpu"
+
+test-all: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+theory: $(VENV)/.installed
+	$(PY) -m theory.verify
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
