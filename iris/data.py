@@ -1,0 +1,655 @@
+"""Annotated data, subsets, and the one chat format shared by generation and training.
+
+This module owns everything between a dataset on disk (or on the hub) and the rows the
+trainer reads:
+
+* loading annotated pairs from a hub id (``HuggingFaceH4/ultrachat_200k``, split
+  ``train_sft``, pinned ``revision``) through ``datasets.load_dataset``, or from local
+  JSONL/JSON/Parquet/Arrow files or a saved dataset; multi-turn chat rows (``messages``)
+  are cut to their first turn; every schema error names the file, the row and the field;
+* the canonical record ``{"id", "prompt", "real", "source_index"}``, where ``id`` is a
+  hash of the whitespace-normalised prompt (so deduplication by prompt is deduplication
+  by id);
+* deterministic, nested subset selection: records are ranked by ``sha256(seed, id)`` and
+  training sets are prefixes of that ranking (14k ⊂ 26k ⊂ 50k ⊂ 100k ⊂ 200k for any
+  seed, independent of file order), held-out prompts come from the other end of the
+  ranking (or from another split) and never overlap training prompts;
+* :func:`format_prompt` / :func:`encode_prompts` / :func:`format_completion`, the single
+  definition of how a prompt and a response are rendered by the tokenizer's chat template,
+  used by :mod:`iris.generation` and by the self-play training set
+  (:func:`build_selfplay_records`), so the two formats cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from iris.runs import atomic_write_jsonl, read_jsonl
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from iris.config import DataConfig
+
+logger = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+"""``{"id": str, "prompt": str, "real": str, "source_index": int}``."""
+
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".arrow")
+_RESPONSE_FIELDS = ("real", "response")
+
+
+# --------------------------------------------------------------------------------------
+# Records and ids
+# --------------------------------------------------------------------------------------
+
+
+def normalize_prompt(prompt: str) -> str:
+    """Whitespace-normalised prompt used for identity (deduplication and overlap checks)."""
+    return " ".join(prompt.split())
+
+
+def prompt_id(prompt: str) -> str:
+    """Stable 16-hex-digit id of a prompt: sha256 of its whitespace-normalised text.
+
+    >>> prompt_id("What is  2+2?") == prompt_id(" What is 2+2? ")
+    True
+    """
+    return hashlib.sha256(normalize_prompt(prompt).encode("utf-8")).hexdigest()[:16]
+
+
+def _invalid(where: str, field: str, problem: str) -> ValueError:
+    return ValueError(f"{where}: field {field!r} {problem}")
+
+
+def first_turn(messages: Any, where: str) -> tuple[str, str]:
+    """(user prompt, assistant response) of the first turn of a chat ``messages`` list.
+
+    ``where`` (e.g. ``"data.jsonl row 17"``) prefixes every error message.
+    """
+    field = "messages"
+    if not isinstance(messages, list | tuple):
+        raise _invalid(
+            where,
+            field,
+            f"must be a list of {{role, content}} messages, got {type(messages).__name__}",
+        )
+    if len(messages) < 2:
+        raise _invalid(
+            where, field, f"needs a user and an assistant message, got {len(messages)} message(s)"
+        )
+    for index, expected_role in ((0, "user"), (1, "assistant")):
+        message = messages[index]
+        if not isinstance(message, Mapping):
+            raise _invalid(
+                where,
+                field,
+                f"item {index} must be a mapping with 'role' and 'content', got {type(message).__name__}",
+            )
+        role = message.get("role")
+        if role != expected_role:
+            raise _invalid(
+                where, field, f"item {index} must have role {expected_role!r}, got {role!r}"
+            )
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise _invalid(
+                where,
+                field,
+                f"item {index} 'content' must be a string, got {type(content).__name__}",
+            )
+        if not content.strip():
+            raise _invalid(where, field, f"item {index} 'content' is empty")
+    return messages[0]["content"], messages[1]["content"]
+
+
+def row_to_record(row: Mapping[str, Any], *, where: str, index: int) -> Record:
+    """Validate one source row and convert it to a canonical record.
+
+    Accepted rows: chat rows with ``messages`` (first turn taken, as for UltraChat's
+    ``prompt``/``messages`` columns), or pair rows with ``prompt`` and ``real`` (alias
+    ``response``).
+    """
+    if not isinstance(row, Mapping):
+        raise ValueError(f"{where}: expected an object, got {type(row).__name__}")
+    if "messages" in row and row["messages"] is not None:
+        prompt, real = first_turn(row["messages"], where)
+    else:
+        response_field = next((f for f in _RESPONSE_FIELDS if f in row), None)
+        if "prompt" not in row or response_field is None:
+            raise ValueError(
+                f"{where}: needs field 'messages' (chat) or fields 'prompt' and 'real' (pairs); "
+                f"found fields {sorted(row)}"
+            )
+        prompt, real = row["prompt"], row[response_field]
+        for field, value in (("prompt", prompt), (response_field, real)):
+            if not isinstance(value, str):
+                raise _invalid(where, field, f"must be a string, got {type(value).__name__}")
+            if not value.strip():
+                raise _invalid(where, field, "is empty")
+    return {"id": prompt_id(prompt), "prompt": prompt, "real": real, "source_index": index}
+
+
+def deduplicate(records: Iterable[Record]) -> tuple[list[Record], int]:
+    """Keep the first record of each prompt id; returns (records, number dropped)."""
+    seen: set[str] = set()
+    kept: list[Record] = []
+    dropped = 0
+    for record in records:
+        if record["id"] in seen:
+            dropped += 1
+            continue
+        seen.add(record["id"])
+        kept.append(record)
+    return kept, dropped
+
+
+# --------------------------------------------------------------------------------------
+# Reading sources
+# --------------------------------------------------------------------------------------
+
+
+def is_local_source(source: str | os.PathLike) -> bool:
+    """True when ``source`` names an existing local file or folder (else it is a hub id)."""
+    return Path(source).exists()
+
+
+def _read_json_file(path: Path) -> list[Any]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        if "Extra data" in str(err):  # JSON Lines saved as .json (as datasets' to_json does)
+            return read_jsonl(path)
+        raise ValueError(f"{path}: invalid JSON: {err}") from err
+    if isinstance(data, list):
+        return data
+    if isinstance(data, Mapping):
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            return lists[0]
+    raise ValueError(
+        f"{path}: expected a JSON list of rows (or an object holding one list), got {type(data).__name__}"
+    )
+
+
+def _read_arrow_file(path: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
+
+    with pa.memory_map(str(path), "r") as source:
+        try:
+            table = pa.ipc.open_stream(source).read_all()
+        except pa.ArrowInvalid:
+            source.seek(0)
+            table = pa.ipc.open_file(source).read_all()
+    return table.to_pylist()
+
+
+def _local_rows(path: Path, split: str) -> tuple[str, Iterable[Mapping[str, Any]]]:
+    label = str(path)
+    if path.is_dir():
+        import datasets
+
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except FileNotFoundError as err:
+            raise ValueError(
+                f"{path}: a folder source must be a dataset saved with save_to_disk; "
+                f"for files pass one {'/'.join(LOCAL_SUFFIXES)} file"
+            ) from err
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise ValueError(f"{path}: no split {split!r}; available: {sorted(loaded)}")
+            loaded = loaded[split]
+            label = f"{path}[{split}]"
+        return label, loaded
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return label, read_jsonl(path)
+    if suffix == ".json":
+        return label, _read_json_file(path)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return label, pq.read_table(path).to_pylist()
+    if suffix == ".arrow":
+        return label, _read_arrow_file(path)
+    raise ValueError(
+        f"{path}: unsupported file type {suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}"
+    )
+
+
+def _hub_rows(
+    source: str, split: str, revision: str | None
+) -> tuple[str, Iterable[Mapping[str, Any]]]:
+    import datasets
+
+    if revision is None:
+        logger.warning(
+            "loading %s without a pinned revision: record one for reproducibility", source
+        )
+    dataset = datasets.load_dataset(source, split=split, revision=revision)
+    columns = [c for c in ("messages", "prompt", "real", "response") if c in dataset.column_names]
+    if "messages" in columns:
+        columns = ["messages"]  # UltraChat: prompt == messages[0].content; read one copy
+    if columns:
+        dataset = dataset.select_columns(columns)
+    return f"{source}@{revision or 'unpinned'}[{split}]", dataset
+
+
+def read_rows(
+    source: str | os.PathLike, *, split: str = "train_sft", revision: str | None = None
+) -> tuple[str, Iterable[Mapping[str, Any]]]:
+    """(label for error messages, iterable of raw rows) for a local path or a hub dataset id."""
+    if is_local_source(source):
+        return _local_rows(Path(source), split)
+    source = str(source)
+    if Path(source).suffix.lower() in LOCAL_SUFFIXES or source.startswith((".", "/")):
+        raise FileNotFoundError(f"data file {source} does not exist")
+    return _hub_rows(source, split, revision)
+
+
+@dataclasses.dataclass
+class LoadedData:
+    """Validated, deduplicated records of one source, with counts for the run record."""
+
+    records: list[Record]
+    label: str
+    n_rows: int
+    n_invalid: int
+    n_duplicates: int
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "source": self.label,
+            "n_rows": self.n_rows,
+            "n_invalid_skipped": self.n_invalid,
+            "n_duplicate_prompts": self.n_duplicates,
+            "n_unique": len(self.records),
+        }
+
+
+def load_annotated(
+    source: str | os.PathLike,
+    *,
+    split: str = "train_sft",
+    revision: str | None = None,
+    skip_invalid: bool = False,
+) -> LoadedData:
+    """Load (prompt, annotated response) records from a hub id or a local file.
+
+    Rows are validated (errors name source, row — 0-based — and field; with
+    ``skip_invalid=True`` invalid rows are skipped and counted), converted to records and
+    deduplicated by prompt (first occurrence kept).
+    """
+    label, rows = read_rows(source, split=split, revision=revision)
+    records: list[Record] = []
+    n_rows = n_invalid = 0
+    for index, row in enumerate(rows):
+        n_rows += 1
+        try:
+            records.append(row_to_record(row, where=f"{label} row {index}", index=index))
+        except ValueError:
+            if not skip_invalid:
+                raise
+            n_invalid += 1
+    if n_invalid:
+        logger.warning("%s: skipped %d invalid row(s) of %d", label, n_invalid, n_rows)
+    records, n_duplicates = deduplicate(records)
+    return LoadedData(records, label, n_rows, n_invalid, n_duplicates)
+
+
+# --------------------------------------------------------------------------------------
+# Subsets
+# --------------------------------------------------------------------------------------
+
+
+def selection_rank(record_id: str, seed: int) -> bytes:
+    """Sort key of a record for subset selection: sha256 of (seed, id)."""
+    return hashlib.sha256(f"{seed}\x1f{record_id}".encode()).digest()
+
+
+def rank_records(records: Iterable[Record], seed: int) -> list[Record]:
+    """Records in selection order for ``seed`` (independent of the input order)."""
+    return sorted(records, key=lambda r: selection_rank(r["id"], seed))
+
+
+@dataclasses.dataclass
+class DataSplit:
+    """Training records (in selection order), held-out records, and provenance counts."""
+
+    train: list[Record]
+    heldout: list[Record]
+    stats: dict[str, Any]
+
+
+def select_subsets(
+    records: Sequence[Record],
+    *,
+    n_train: int | None,
+    n_heldout: int = 0,
+    seed: int = 0,
+    heldout_candidates: Sequence[Record] | None = None,
+) -> DataSplit:
+    """Seeded, nested training subset and disjoint held-out prompts.
+
+    Records are deduplicated by prompt and ranked by ``sha256(seed, id)``. The training set
+    is the first ``n_train`` of the ranking (all but the held-out ones when None), so for a
+    fixed seed a smaller subset is always a prefix of a larger one. Held-out records are the
+    last ``n_heldout`` of the ranking or, with ``heldout_candidates`` (another split), the
+    first ``n_heldout`` candidates — ranked the same way — whose prompt is not in
+    ``records`` at all. Raises when there are not enough unique prompts.
+    """
+    if n_train is not None and n_train <= 0:
+        raise ValueError(f"n_train must be positive, got {n_train}")
+    if n_heldout < 0:
+        raise ValueError(f"n_heldout must be >= 0, got {n_heldout}")
+    unique, n_duplicates = deduplicate(records)
+    ranked = rank_records(unique, seed)
+    stats: dict[str, Any] = {
+        "seed": seed,
+        "n_pool": len(ranked),
+        "n_duplicate_prompts": n_duplicates,
+    }
+    if heldout_candidates is None:
+        wanted = (len(ranked) - n_heldout) if n_train is None else n_train
+        if wanted <= 0 or wanted + n_heldout > len(ranked):
+            raise ValueError(
+                f"requested n_train={n_train} and n_heldout={n_heldout}, but only "
+                f"{len(ranked)} unique prompts are available"
+            )
+        train = ranked[:wanted]
+        heldout = ranked[::-1][:n_heldout]
+    else:
+        wanted = len(ranked) if n_train is None else n_train
+        if wanted > len(ranked):
+            raise ValueError(
+                f"requested n_train={n_train}, but only {len(ranked)} unique prompts are available"
+            )
+        pool_ids = {r["id"] for r in ranked}
+        candidates, _ = deduplicate(r for r in heldout_candidates if r["id"] not in pool_ids)
+        stats["n_heldout_candidates"] = len(candidates)
+        if n_heldout > len(candidates):
+            raise ValueError(
+                f"requested n_heldout={n_heldout}, but only {len(candidates)} held-out prompts "
+                "are not among the training prompts"
+            )
+        train = ranked[:wanted]
+        heldout = rank_records(candidates, seed)[:n_heldout]
+    stats.update(n_train=len(train), n_heldout=len(heldout))
+    return DataSplit(train=train, heldout=heldout, stats=stats)
+
+
+def nested_subsets(
+    records: Sequence[Record], sizes: Iterable[int], *, seed: int = 0
+) -> dict[int, list[Record]]:
+    """``{n: the n-record training subset}`` for each size (each contains the smaller ones)."""
+    sizes = sorted(set(sizes))
+    ranked = rank_records(deduplicate(records)[0], seed)
+    if sizes and sizes[-1] > len(ranked):
+        raise ValueError(f"subset size {sizes[-1]} exceeds the {len(ranked)} unique prompts")
+    return {n: ranked[:n] for n in sizes}
+
+
+def prepare_data(config: DataConfig) -> DataSplit:
+    """Load, validate, deduplicate and split the annotated data described by a ``DataConfig``."""
+    loaded = load_annotated(
+        config.source,
+        split=config.split,
+        revision=config.revision,
+        skip_invalid=config.skip_invalid,
+    )
+    candidates = None
+    heldout_stats: dict[str, Any] = {}
+    if config.heldout_split is not None and config.n_heldout > 0:
+        held = load_annotated(
+            config.source,
+            split=config.heldout_split,
+            revision=config.revision,
+            skip_invalid=config.skip_invalid,
+        )
+        candidates = held.records
+        heldout_stats = {"heldout_source": held.stats()}
+    split = select_subsets(
+        loaded.records,
+        n_train=config.n_train,
+        n_heldout=config.n_heldout,
+        seed=config.seed,
+        heldout_candidates=candidates,
+    )
+    split.stats = {**loaded.stats(), **heldout_stats, **split.stats}
+    return split
+
+
+def write_records(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> Path:
+    """Write records as JSON Lines atomically."""
+    return atomic_write_jsonl(path, records)
+
+
+def read_records(path: str | os.PathLike) -> list[Record]:
+    """Read records written by :func:`write_records` (or any JSONL of records)."""
+    return read_jsonl(path)
+
+
+# --------------------------------------------------------------------------------------
+# The chat format shared by generation and training
+# --------------------------------------------------------------------------------------
+
+_SENTINEL = "\u2063IRIS\u2063RESPONSE\u2063"
+
+
+def _render(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, str]],
+    *,
+    add_generation_prompt: bool,
+) -> str:
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat template; "
+            "generation and training both need one (set tokenizer.chat_template)"
+        )
+    text = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+    if not isinstance(text, str):
+        raise TypeError(
+            f"apply_chat_template(tokenize=False) returned {type(text).__name__}, expected str"
+        )
+    return text
+
+
+def _adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if bos_id is None:
+        return False
+    ids = tokenizer("a")["input_ids"]
+    return bool(ids) and ids[0] == bos_id
+
+
+def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
+    """The prompt rendered by the tokenizer's chat template, ending with the generation prompt.
+
+    This string is what the model sees, both when sampling synthetic responses and in the
+    training pairs. When the template writes the BOS token and the tokenizer also adds one
+    while encoding (Llama/Mistral tokenizers), the template's copy is removed, so that
+    :func:`encode_prompts` (and TRL, which encodes with ``tokenizer(text)``) see one BOS.
+    """
+    return format_prompts(tokenizer, [prompt])[0]
+
+
+def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]) -> list[str]:
+    """:func:`format_prompt` for many prompts."""
+    bos = getattr(tokenizer, "bos_token", None)
+    strip_bos = bool(bos) and _adds_bos(tokenizer)
+    formatted = []
+    for prompt in prompts:
+        text = _render(tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True)
+        if strip_bos and text.startswith(bos):
+            text = text[len(bos) :]
+        formatted.append(text)
+    return formatted
+
+
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, formatted: Sequence[str]) -> list[list[int]]:
+    """Token ids of formatted prompts, encoded exactly as TRL encodes a string prompt
+    (``tokenizer(text)``, the tokenizer's default special tokens)."""
+    if not formatted:
+        return []
+    return [list(ids) for ids in tokenizer(list(formatted))["input_ids"]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TurnFormat:
+    """How the chat template wraps an assistant response: ``prefix + content + suffix``.
+
+    ``end`` is ``suffix`` cut right after its first special token (the end-of-turn token,
+    e.g. ``</s>``, ``<|im_end|>``, ``<|eot_id|>``): what a response that stopped by itself
+    ends with. ``end_token`` is that token (None when the suffix holds none).
+    """
+
+    prefix: str
+    suffix: str
+    end: str
+    end_token: str | None
+
+
+_TURN_FORMATS: dict[tuple[str, tuple[str, ...]], TurnFormat] = {}
+
+
+def _compute_turn_format(tokenizer: PreTrainedTokenizerBase, specials: Iterable[str]) -> TurnFormat:
+    head = _render(tokenizer, [{"role": "user", "content": "x"}], add_generation_prompt=True)
+    full = _render(
+        tokenizer,
+        [{"role": "user", "content": "x"}, {"role": "assistant", "content": _SENTINEL}],
+        add_generation_prompt=False,
+    )
+    if not full.startswith(head) or _SENTINEL not in full[len(head) :]:
+        raise ValueError(
+            "the chat template renders the prompt differently with and without a response; "
+            "generation and training would see different prompts"
+        )
+    completion = full[len(head) :]
+    cut = completion.index(_SENTINEL)
+    prefix, suffix = completion[:cut], completion[cut + len(_SENTINEL) :]
+    positions = [(suffix.find(tok), tok) for tok in specials if tok and tok in suffix]
+    if positions:
+        position, token = min(positions, key=lambda p: (p[0], -len(p[1])))
+        return TurnFormat(prefix, suffix, suffix[: position + len(token)], token)
+    return TurnFormat(prefix, suffix, suffix, None)
+
+
+def turn_format(tokenizer: PreTrainedTokenizerBase) -> TurnFormat:
+    """The assistant-turn wrapping of ``tokenizer``'s chat template (see :class:`TurnFormat`).
+
+    Cached per (template, special tokens), the only inputs of the rendering.
+    """
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        _render(tokenizer, [], add_generation_prompt=True)  # raises the no-template error
+    specials = tuple(
+        sorted({*getattr(tokenizer, "all_special_tokens", []), *tokenizer.get_added_vocab()})
+    )
+    key = (str(template), specials)
+    if key not in _TURN_FORMATS:
+        if len(_TURN_FORMATS) > 64:
+            _TURN_FORMATS.clear()
+        _TURN_FORMATS[key] = _compute_turn_format(tokenizer, specials)
+    return _TURN_FORMATS[key]
+
+
+def end_of_turn(tokenizer: PreTrainedTokenizerBase) -> str:
+    """What ends a response that stopped by itself (e.g. ``"</s>"``; ``" <eos>"`` for the tiny template)."""
+    return turn_format(tokenizer).end
+
+
+def format_completion(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, *, terminated: bool = True
+) -> str:
+    """The response as the chat template renders it after :func:`format_prompt`.
+
+    ``terminated=True``: the response ends its turn (annotated responses, generations that
+    stopped at an end-of-turn token) and the text ends with the end-of-turn token.
+    ``terminated=False``: a generation cut at ``max_new_tokens`` — no end-of-turn token is
+    added, so training never teaches the model to stop where it did not.
+    Anything the template writes after the end-of-turn token (a newline before the next
+    turn) is left out: generation stops at that token, so it is never sampled.
+    """
+    fmt = turn_format(tokenizer)
+    messages = [{"role": "user", "content": prompt}]
+    head = _render(tokenizer, messages, add_generation_prompt=True)
+    full = _render(
+        tokenizer,
+        [*messages, {"role": "assistant", "content": response}],
+        add_generation_prompt=False,
+    )
+    if not full.startswith(head):
+        raise ValueError(
+            "the chat template renders this prompt differently with and without a response"
+        )
+    completion = full[len(head) :]
+    if not completion.endswith(fmt.suffix):
+        raise ValueError(
+            f"the chat template does not end this response with its usual suffix {fmt.suffix!r}"
+        )
+    body = completion[: len(completion) - len(fmt.suffix)]
+    return body + (fmt.end if terminated else "")
+
+
+def build_selfplay_records(
+    records: Sequence[Record],
+    generated: Mapping[str, Mapping[str, Any]],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    proto: Mapping[str, Mapping[str, Any]] | None = None,
+    tag: str | None = None,
+) -> list[dict[str, Any]]:
+    """The self-play training rows: ``{"id", "prompt", "real", "generated"[, "proto"]}``.
+
+    ``prompt`` is :func:`format_prompt` of the record's prompt; ``real``, ``generated`` and
+    ``proto`` are :func:`format_completion` strings (so ``prompt + real`` is exactly what
+    the chat template renders). ``generated``/``proto`` map record ids to generation rows
+    (``{"prompt", "text", "truncated", ...}`` as written by :mod:`iris.generation`); a
+    generation made from a different prompt string (the format drifted) raises. Truncated
+    generations keep no end-of-turn token and are flagged in ``generated_truncated`` /
+    ``proto_truncated``. ``tag`` (e.g. ``"iter_1"``) is stored as ``generated_by``.
+    """
+    formatted = format_prompts(tokenizer, [r["prompt"] for r in records])
+    rows: list[dict[str, Any]] = []
+    missing: list[str] = []
+    sources = {"generated": generated, **({"proto": proto} if proto is not None else {})}
+    for record, prompt_text in zip(records, formatted, strict=True):
+        row: dict[str, Any] = {
+            "id": record["id"],
+            "prompt": prompt_text,
+            "real": format_completion(tokenizer, record["prompt"], record["real"]),
+        }
+        for name, table in sources.items():
+            generation = table.get(record["id"])
+            if generation is None:
+                missing.append(f"{name}:{record['id']}")
+                continue
+            if "prompt" in generation and generation["prompt"] != prompt_text:
+                raise ValueError(
+                    f"record {record['id']}: the {name} response was generated from the prompt "
+                    f"{generation['prompt']!r}, but training formats it as {prompt_text!r}"
+                )
+            truncated = bool(generation["truncated"])
+            row[name] = format_completion(
+                tokenizer, record["prompt"], generation["text"], terminated=not truncated
+            )
+            row[f"{name}_truncated"] = truncated
+        if tag is not None:
+            row["generated_by"] = tag
+        rows.append(row)
+    if missing:
+        raise ValueError(f"{len(missing)} record(s) have no generation, e.g. {missing[:5]}")
+    return rows

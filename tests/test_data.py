@@ -1,0 +1,378 @@
+"""iris.data: loading and validation, first-turn extraction, nested subsets, the chat format."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import datasets
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import processors
+
+from iris import data as iris_data
+from iris.config import DataConfig
+from iris.data import (
+    build_selfplay_records,
+    encode_prompts,
+    end_of_turn,
+    first_turn,
+    format_completion,
+    format_prompt,
+    load_annotated,
+    nested_subsets,
+    prepare_data,
+    prompt_id,
+    read_records,
+    select_subsets,
+    write_records,
+)
+from iris.tiny_models import make_word_tokenizer
+
+WORDS = [f"w{i}" for i in range(30)]
+
+ZEPHYR_TEMPLATE = (
+    "{% for message in messages %}\n{% if message['role'] == 'user' %}\n"
+    "{{ '<|user|>\n' + message['content'] + eos_token }}\n"
+    "{% elif message['role'] == 'assistant' %}\n"
+    "{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n"
+    "{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}"
+)
+
+
+def ultrachat_row(i, *, turns=2):
+    prompt = f"question {i} about w{i % 30}"
+    messages = []
+    for t in range(turns):
+        messages.append({"role": "user", "content": prompt if t == 0 else f"follow-up {t}"})
+        messages.append({"role": "assistant", "content": f"answer {i}.{t}"})
+    return {"prompt": prompt, "prompt_id": f"pid{i}", "messages": messages}
+
+
+ROWS = [ultrachat_row(i, turns=1 + i % 3) for i in range(40)]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def tokenizer():
+    return make_word_tokenizer(WORDS)
+
+
+# ---- loading ---------------------------------------------------------------------------
+
+
+def test_first_turn_extraction_from_jsonl(tmp_path):
+    loaded = load_annotated(write_jsonl(tmp_path / "data.jsonl", ROWS))
+    assert len(loaded.records) == 40 and loaded.n_rows == 40 and loaded.n_duplicates == 0
+    record = loaded.records[5]
+    assert record == {
+        "id": prompt_id("question 5 about w5"),
+        "prompt": "question 5 about w5",
+        "real": "answer 5.0",
+        "source_index": 5,
+    }
+    assert loaded.stats()["n_unique"] == 40
+
+
+def test_local_formats_agree(tmp_path):
+    expected = load_annotated(write_jsonl(tmp_path / "data.jsonl", ROWS)).records
+    (tmp_path / "data.json").write_text(json.dumps(ROWS))
+    dataset = datasets.Dataset.from_list(ROWS)
+    dataset.to_parquet(str(tmp_path / "data.parquet"))
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"train_sft": dataset}).save_to_disk(str(tmp_path / "saved_dict"))
+    arrow_file = next((tmp_path / "saved").glob("*.arrow"))
+    for source in ("data.json", "data.parquet", "saved", "saved_dict", arrow_file):
+        assert load_annotated(tmp_path / source).records == expected, source
+
+
+def test_pair_rows_are_accepted(tmp_path):
+    rows = [{"prompt": "p1", "real": "r1"}, {"prompt": "p2", "response": "r2"}]
+    records = load_annotated(write_jsonl(tmp_path / "pairs.jsonl", rows)).records
+    assert [(r["prompt"], r["real"]) for r in records] == [("p1", "r1"), ("p2", "r2")]
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "pattern"),
+    [
+        ({"messages": "hi"}, r"data\.jsonl row 17: field 'messages' must be a list"),
+        (
+            {"messages": [{"role": "user", "content": "x"}]},
+            r"row 17: field 'messages' needs a user and an assistant",
+        ),
+        (
+            {"messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]},
+            r"row 17: field 'messages' item 0 must have role 'user'",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "x"},
+                    {"role": "assistant", "content": "  "},
+                ]
+            },
+            r"row 17: field 'messages' item 1 'content' is empty",
+        ),
+        ({"prompt": "x", "real": 3}, r"row 17: field 'real' must be a string"),
+        ({"text": "x"}, r"row 17: needs field 'messages' .* found fields \['text'\]"),
+    ],
+)
+def test_schema_errors_name_file_row_and_field(tmp_path, bad_row, pattern):
+    rows = [*ROWS[:17], bad_row, *ROWS[17:]]
+    path = write_jsonl(tmp_path / "data.jsonl", rows)
+    with pytest.raises(ValueError, match=pattern):
+        load_annotated(path)
+    skipped = load_annotated(path, skip_invalid=True)
+    assert skipped.n_invalid == 1 and len(skipped.records) == 40
+
+
+def test_invalid_json_and_missing_file(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n{oops\n")
+    with pytest.raises(ValueError, match=r"data\.jsonl line 2: invalid JSON"):
+        load_annotated(path)
+    with pytest.raises(FileNotFoundError):
+        load_annotated(tmp_path / "nope.jsonl")
+    (tmp_path / "data.csv").write_text("a,b\n")
+    with pytest.raises(ValueError, match="unsupported file type"):
+        load_annotated(tmp_path / "data.csv")
+
+
+def test_duplicate_prompts_are_dropped(tmp_path):
+    rows = [*ROWS[:5], {"prompt": "  question 3   about w3 ", "real": "other answer"}]
+    loaded = load_annotated(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert len(loaded.records) == 5 and loaded.n_duplicates == 1
+    assert loaded.records[3]["real"] == "answer 3.0"  # first occurrence kept
+
+
+def test_hub_source_calls_load_dataset_with_pinned_revision(monkeypatch):
+    calls = []
+
+    def fake_load_dataset(path, **kwargs):
+        calls.append((path, kwargs))
+        return datasets.Dataset.from_list(ROWS)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    loaded = load_annotated("HuggingFaceH4/ultrachat_200k", split="train_sft", revision="abc123")
+    assert calls == [("HuggingFaceH4/ultrachat_200k", {"split": "train_sft", "revision": "abc123"})]
+    assert loaded.label == "HuggingFaceH4/ultrachat_200k@abc123[train_sft]"
+    assert len(loaded.records) == 40 and loaded.records[0]["real"] == "answer 0.0"
+
+    # test_sft here holds the same prompts as train_sft: none of them may be held out.
+    with pytest.raises(
+        ValueError, match="only 0 held-out prompts are not among the training prompts"
+    ):
+        prepare_data(
+            DataConfig(
+                source="HuggingFaceH4/ultrachat_200k",
+                revision="abc123",
+                n_train=10,
+                n_heldout=5,
+                heldout_split="test_sft",
+            )
+        )
+    assert [c[1]["split"] for c in calls[1:]] == ["train_sft", "test_sft"]
+
+
+def test_hub_heldout_split_excludes_training_prompts(monkeypatch):
+    test_rows = [*ROWS[:10], *(ultrachat_row(i) for i in range(100, 110))]
+
+    def fake_load_dataset(path, *, split, revision):
+        return datasets.Dataset.from_list(ROWS if split == "train_sft" else test_rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    split = prepare_data(
+        DataConfig(
+            source="org/data", revision="r", n_train=20, n_heldout=8, heldout_split="test_sft"
+        )
+    )
+    pool = {prompt_id(r["prompt"]) for r in ROWS}
+    assert len(split.heldout) == 8 and not pool & {r["id"] for r in split.heldout}
+    with pytest.raises(ValueError, match="only 10 held-out prompts"):
+        prepare_data(
+            DataConfig(
+                source="org/data", revision="r", n_train=20, n_heldout=11, heldout_split="test_sft"
+            )
+        )
+
+
+# ---- subsets ---------------------------------------------------------------------------
+
+
+def records_from(prompts):
+    return [
+        {"id": prompt_id(p), "prompt": p, "real": "r", "source_index": i}
+        for i, p in enumerate(prompts)
+    ]
+
+
+@st.composite
+def pools_and_sizes(draw):
+    prompts = draw(
+        st.lists(st.text(alphabet="abcde ", min_size=1, max_size=6), min_size=1, max_size=60)
+    )
+    records = records_from(prompts)
+    n_unique = len({r["id"] for r in records})
+    sizes = draw(st.lists(st.integers(1, n_unique), min_size=1, max_size=5))
+    return records, sizes, draw(st.integers(0, 2**32))
+
+
+@settings(deadline=None, max_examples=60)
+@given(pools_and_sizes(), st.randoms(use_true_random=False))
+def test_subsets_are_nested_deterministic_and_order_free(case, rng):
+    records, sizes, seed = case
+    subsets = nested_subsets(records, sizes, seed=seed)
+    ordered = sorted(subsets)
+    for small, large in itertools.pairwise(ordered):
+        assert subsets[large][:small] == subsets[small]
+    for n, subset in subsets.items():
+        assert len(subset) == n and len({r["id"] for r in subset}) == n
+    shuffled = list(records)
+    rng.shuffle(shuffled)
+    again = nested_subsets(shuffled, sizes, seed=seed)
+    assert {n: [r["id"] for r in s] for n, s in again.items()} == {
+        n: [r["id"] for r in s] for n, s in subsets.items()
+    }
+
+
+@settings(deadline=None, max_examples=60)
+@given(pools_and_sizes(), st.floats(0, 1))
+def test_heldout_never_overlaps_training(case, heldout_fraction):
+    records, sizes, seed = case
+    n_unique = len({r["id"] for r in records})
+    n_train = min(sizes)
+    n_heldout = int(heldout_fraction * (n_unique - n_train))
+    split = select_subsets(records, n_train=n_train, n_heldout=n_heldout, seed=seed)
+    train_ids = {r["id"] for r in split.train}
+    heldout_ids = {r["id"] for r in split.heldout}
+    assert len(train_ids) == n_train and len(heldout_ids) == n_heldout
+    assert not train_ids & heldout_ids
+    # growing the training set never moves a prompt out of it, nor into the held-out set
+    bigger = select_subsets(records, n_train=n_unique - n_heldout, n_heldout=n_heldout, seed=seed)
+    assert train_ids <= {r["id"] for r in bigger.train}
+    assert heldout_ids == {r["id"] for r in bigger.heldout}
+    with pytest.raises(ValueError, match="unique prompts"):
+        select_subsets(records, n_train=n_train, n_heldout=n_unique - n_train + 1, seed=seed)
+
+
+def test_paper_protocol_subsets_are_nested():
+    records = records_from([f"prompt number {i}" for i in range(2_000)])
+    sizes = [140, 260, 500, 1000, 2000]  # 14k ⊂ 26k ⊂ 50k ⊂ 100k ⊂ 200k, scaled down
+    subsets = nested_subsets(records, sizes, seed=3)
+    for small, large in itertools.pairwise(sizes):
+        assert {r["id"] for r in subsets[small]} < {r["id"] for r in subsets[large]}
+    assert nested_subsets(records, [500], seed=4)[500] != subsets[500]  # the seed matters
+    random.Random(0).shuffle(records)
+    assert nested_subsets(records, [500], seed=3)[500] == subsets[500]
+
+
+def test_n_train_none_takes_everything_but_heldout():
+    records = records_from([f"p{i}" for i in range(30)])
+    split = select_subsets(records, n_train=None, n_heldout=4, seed=0)
+    assert len(split.train) == 26 and len(split.heldout) == 4
+    assert split.stats["n_pool"] == 30
+
+
+def test_records_round_trip(tmp_path):
+    records = records_from(["a", "b"])
+    write_records(tmp_path / "train.jsonl", records)
+    assert read_records(tmp_path / "train.jsonl") == records
+
+
+# ---- chat format -----------------------------------------------------------------------
+
+
+def test_prompt_and_completion_format(tokenizer):
+    assert format_prompt(tokenizer, "w1 w2") == "<|user|> w1 w2 <|assistant|> "
+    assert end_of_turn(tokenizer) == " <eos>"
+    assert format_completion(tokenizer, "w1 w2", "w3 w4") == "w3 w4 <eos>"
+    assert format_completion(tokenizer, "w1 w2", "w3 w4", terminated=False) == "w3 w4"
+    # prompt + completion is exactly the chat template's rendering, up to the end-of-turn token
+    full = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "w1 w2"}, {"role": "assistant", "content": "w3 w4"}],
+        tokenize=False,
+    )
+    assert full.startswith(
+        format_prompt(tokenizer, "w1 w2") + format_completion(tokenizer, "w1 w2", "w3 w4")
+    )
+
+
+def test_zephyr_style_template(tokenizer):
+    tokenizer.chat_template = ZEPHYR_TEMPLATE
+    assert format_prompt(tokenizer, "w1") == "<|user|>\nw1<eos>\n<|assistant|>\n"
+    assert (
+        format_completion(tokenizer, "w1", "w2 w3") == "w2 w3<eos>"
+    )  # the trailing newline is dropped
+    assert format_completion(tokenizer, "w1", "w2 w3", terminated=False) == "w2 w3"
+
+
+def test_bos_is_not_doubled(tokenizer):
+    # A Llama-style tokenizer adds <bos> when encoding, and its template writes it too.
+    tokenizer._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", tokenizer.bos_token_id)]
+    )
+    tokenizer.chat_template = "{{ bos_token }}" + tokenizer.chat_template
+    formatted = format_prompt(tokenizer, "w1")
+    assert not formatted.startswith("<bos>")
+    (ids,) = encode_prompts(tokenizer, [formatted])
+    assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
+
+
+def test_missing_chat_template(tokenizer):
+    tokenizer.chat_template = None
+    with pytest.raises(ValueError, match="no chat template"):
+        format_prompt(tokenizer, "w1")
+
+
+def test_build_selfplay_records(tokenizer):
+    records = records_from(["w1 w2", "w3"])
+    for record, real in zip(records, ["w5", "w6 w7"], strict=True):
+        record["real"] = real
+    prompts = {r["id"]: format_prompt(tokenizer, r["prompt"]) for r in records}
+    generated = {
+        records[0]["id"]: {"prompt": prompts[records[0]["id"]], "text": "w8", "truncated": False},
+        records[1]["id"]: {
+            "prompt": prompts[records[1]["id"]],
+            "text": "w9 w9 w9",
+            "truncated": True,
+        },
+    }
+    proto = {
+        r["id"]: {"prompt": prompts[r["id"]], "text": "w10", "truncated": False} for r in records
+    }
+    rows = build_selfplay_records(records, generated, tokenizer, proto=proto, tag="iter_0")
+    assert rows[0] == {
+        "id": records[0]["id"],
+        "prompt": "<|user|> w1 w2 <|assistant|> ",
+        "real": "w5 <eos>",
+        "generated": "w8 <eos>",
+        "generated_truncated": False,
+        "proto": "w10 <eos>",
+        "proto_truncated": False,
+        "generated_by": "iter_0",
+    }
+    assert rows[1]["generated"] == "w9 w9 w9" and rows[1]["generated_truncated"] is True
+    assert "proto" not in build_selfplay_records(records, generated, tokenizer)[0]
+
+    drifted = dict(generated)
+    drifted[records[0]["id"]] = {**generated[records[0]["id"]], "prompt": "w1 w2"}
+    with pytest.raises(ValueError, match="generated from the prompt"):
+        build_selfplay_records(records, drifted, tokenizer)
+    with pytest.raises(ValueError, match="1 record"):
+        build_selfplay_records(records, {records[0]["id"]: generated[records[0]["id"]]}, tokenizer)
+
+
+def test_first_turn_direct():
+    assert first_turn(ROWS[3]["messages"], "x") == ("question 3 about w3", "answer 3.0")
+    with pytest.raises(ValueError, match=r"^where: field 'messages'"):
+        first_turn([], "where")
+
+
+def test_module_docstring_present():
+    assert iris_data.__doc__ and "nested" in iris_data.__doc__
