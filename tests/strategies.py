@@ -11,7 +11,9 @@ def loss_vectors(draw, min_size: int = 1, max_size: int = 24, max_abs: float = 1
     """A float64 vector: offset + scale · N(0, 1) with scale and offset across 1e-3..max_abs."""
     n = draw(st.integers(min_size, max_size))
     scale = draw(st.sampled_from([1e-3, 0.1, 1.0, 10.0, 100.0, max_abs]))
-    offset = draw(st.sampled_from([0.0, 1.0, -5.0, 50.0])) * draw(st.sampled_from([1.0, max_abs / 50]))
+    offset = draw(st.sampled_from([0.0, 1.0, -5.0, 50.0])) * draw(
+        st.sampled_from([1.0, max_abs / 50])
+    )
     seed = draw(st.integers(0, 2**31 - 1))
     generator = torch.Generator().manual_seed(seed)
     x = offset + scale * torch.randn(n, generator=generator, dtype=torch.float64)

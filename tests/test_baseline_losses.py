@@ -33,7 +33,9 @@ def test_spin_hand_worked():
     """β = 0.1, lr⁺ = (1, 2), lr⁻ = (0, 4): margins m = β(lr⁺ − lr⁻) = (0.1, −0.2);
     loss = mean softplus(−m) = (softplus(−0.1) + softplus(0.2))/2;
     weights σ(−m)/2 = (σ(−0.1), σ(0.2))/2 for both responses of each pair."""
-    out = spin_loss(torch.tensor([1.0, 2.0], dtype=F64), torch.tensor([0.0, 4.0], dtype=F64), beta=0.1)
+    out = spin_loss(
+        torch.tensor([1.0, 2.0], dtype=F64), torch.tensor([0.0, 4.0], dtype=F64), beta=0.1
+    )
     assert out.loss.item() == pytest.approx((sp(-0.1) + sp(0.2)) / 2, rel=1e-14)
     expected = torch.tensor([sigmoid(-0.1), sigmoid(0.2)], dtype=F64) / 2
     torch.testing.assert_close(out.real_weights, expected)
@@ -49,17 +51,23 @@ def test_space_hand_worked():
     l2 = math.log(2)
     assert out.loss.item() == pytest.approx(sp(l2) + (sp(1 - l2) + sp(-1 - l2)), rel=1e-14)
     torch.testing.assert_close(out.real_weights, torch.tensor([2 / 3], dtype=F64))
-    torch.testing.assert_close(out.generated_weights, torch.tensor([sigmoid(1 - l2), sigmoid(-1 - l2)], dtype=F64))
+    torch.testing.assert_close(
+        out.generated_weights, torch.tensor([sigmoid(1 - l2), sigmoid(-1 - l2)], dtype=F64)
+    )
 
 
 def test_spif_hand_worked():
     """β = 1, c = 2, r⁺ = (1,), r⁻ = (0,):  r̃⁺ = 2 tanh(½);
     loss = −2 e^{r̃⁺} + e^0 + 1 = 2 − 2 e^{2 tanh ½};  real weight 2 e^{r̃⁺} sech²(½);
     synthetic weight 2 e^0 sech²(0) = 2."""
-    out = spif_loss(torch.tensor([1.0], dtype=F64), torch.tensor([0.0], dtype=F64), beta=1.0, bound=2.0)
+    out = spif_loss(
+        torch.tensor([1.0], dtype=F64), torch.tensor([0.0], dtype=F64), beta=1.0, bound=2.0
+    )
     rt = 2 * math.tanh(0.5)
     assert out.loss.item() == pytest.approx(2 - 2 * math.exp(rt), rel=1e-14)
-    assert out.real_weights.item() == pytest.approx(2 * math.exp(rt) / math.cosh(0.5) ** 2, rel=1e-14)
+    assert out.real_weights.item() == pytest.approx(
+        2 * math.exp(rt) / math.cosh(0.5) ** 2, rel=1e-14
+    )
     assert out.generated_weights.item() == pytest.approx(2.0, rel=1e-14)
     assert out.metrics["chi2_estimate"].item() == pytest.approx(-out.loss.item())
 
@@ -84,7 +92,9 @@ BASELINES = {
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
-@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-13), (torch.float32, 1e-5), (torch.bfloat16, 1e-5)])
+@pytest.mark.parametrize(
+    "dtype, tol", [(torch.float64, 1e-13), (torch.float32, 1e-5), (torch.bfloat16, 1e-5)]
+)
 @given(x=loss_vectors(min_size=2, max_size=24))
 def test_matches_reference(name, dtype, tol, x):
     fn, ref_fn, kwargs = BASELINES[name]
@@ -99,7 +109,9 @@ def test_matches_reference(name, dtype, tol, x):
 def test_tspin_matches_reference(x):
     n = x.numel() // 3
     real, generated, proto = x[:n], x[n : 2 * n], x[2 * n : 3 * n]
-    exact = reference.tspin_loss(real.tolist(), generated.tolist(), proto.tolist(), scale=0.5, lam=0.1)
+    exact = reference.tspin_loss(
+        real.tolist(), generated.tolist(), proto.tolist(), scale=0.5, lam=0.1
+    )
     got = tspin_loss(real, generated, proto, scale=0.5, lam=0.1).loss.item()
     assert float(abs(mpmath.mpf(got) - exact) / max(abs(exact), 1)) <= 1e-13
 
@@ -160,9 +172,14 @@ def test_spif_with_a_loose_bound_has_the_weight_profile_of_iris_alpha_2():
     real, generated = torch.randn(6, dtype=F64, generator=g), torch.randn(6, dtype=F64, generator=g)
     spif = spif_loss(real, generated, beta=1.0, bound=1e7)
     iris = iris_loss(real, generated, alpha=2.0)
-    torch.testing.assert_close(spif.real_weights / spif.real_weights.sum(), iris.real_weights, rtol=1e-9, atol=0)
     torch.testing.assert_close(
-        spif.generated_weights / spif.generated_weights.sum(), iris.generated_weights, rtol=1e-9, atol=0
+        spif.real_weights / spif.real_weights.sum(), iris.real_weights, rtol=1e-9, atol=0
+    )
+    torch.testing.assert_close(
+        spif.generated_weights / spif.generated_weights.sum(),
+        iris.generated_weights,
+        rtol=1e-9,
+        atol=0,
     )
 
 
@@ -170,14 +187,20 @@ def test_spif_weights_are_bounded():
     """Every weight ≤ 2 e^{2c}/B whatever the rewards; synthetic weights stay positive."""
     big = torch.tensor([1e4, -1e4, 30.0, -30.0], dtype=F64)
     out = spif_loss(big, big, beta=1.0, bound=2.0)
-    assert (out.real_weights <= 2 * math.exp(4) / 4).all() and (out.generated_weights <= 2 * math.exp(4) / 4).all()
+    assert (out.real_weights <= 2 * math.exp(4) / 4).all() and (
+        out.generated_weights <= 2 * math.exp(4) / 4
+    ).all()
     assert (out.generated_weights >= 0).all()
 
 
 @pytest.mark.parametrize("name", ["iris", "spin", "space", "spif"])
 def test_uniform_weights_at_the_fixed_point(name):
     """At r ≡ 0 every log-ratio method weights all samples equally (regimes agree in direction)."""
-    out = LOSSES[name](torch.zeros(5, dtype=F64), torch.zeros(5, dtype=F64), **({"alpha": 1.3} if name == "iris" else {}))
+    out = LOSSES[name](
+        torch.zeros(5, dtype=F64),
+        torch.zeros(5, dtype=F64),
+        **({"alpha": 1.3} if name == "iris" else {}),
+    )
     for w in (out.real_weights, out.generated_weights):
         torch.testing.assert_close(w, torch.full_like(w, w[0].item()))
         assert w[0].item() > 0
@@ -195,7 +218,9 @@ class _FixedLogProbs(torch.nn.Module):
         self.sequence_logps = sequence_logps
         self.seq_len = seq_len
 
-    def forward(self, input_ids, attention_mask=None, labels=None, fused_lm_head=False, use_cache=False):
+    def forward(
+        self, input_ids, attention_mask=None, labels=None, fused_lm_head=False, use_cache=False
+    ):
         rows = input_ids.shape[0]
         per_token = torch.zeros(rows, self.seq_len - 1, dtype=self.sequence_logps.dtype)
         per_token[:, -1] = self.sequence_logps
@@ -219,10 +244,21 @@ def test_spin_equals_trl_sigmoid_dpo_loss():
     ref_rejected = 5 * torch.randn(b, dtype=torch.float32, generator=g)
     fake = SimpleNamespace(
         model=SimpleNamespace(training=True),
-        accelerator=SimpleNamespace(device=torch.device("cpu"), gather_for_metrics=lambda x: x, gather=lambda x: x),
-        aux_loss_enabled=False, ld_alpha=None, precompute_ref_logps=True, f_divergence_type="reverse_kl",
-        loss_types=["sigmoid"], loss_weights=[1.0], beta=beta, label_smoothing=0.0, use_weighting=False,
-        _metrics={"train": __import__("collections").defaultdict(list)}, _total_train_tokens=0, _tp_size=1,
+        accelerator=SimpleNamespace(
+            device=torch.device("cpu"), gather_for_metrics=lambda x: x, gather=lambda x: x
+        ),
+        aux_loss_enabled=False,
+        ld_alpha=None,
+        precompute_ref_logps=True,
+        f_divergence_type="reverse_kl",
+        loss_types=["sigmoid"],
+        loss_weights=[1.0],
+        beta=beta,
+        label_smoothing=0.0,
+        use_weighting=False,
+        _metrics={"train": __import__("collections").defaultdict(list)},
+        _total_train_tokens=0,
+        _tp_size=1,
     )
     inputs = {
         "input_ids": torch.ones(2 * b, t, dtype=torch.long),
@@ -231,7 +267,9 @@ def test_spin_equals_trl_sigmoid_dpo_loss():
         "ref_chosen_logps": ref_chosen,
         "ref_rejected_logps": ref_rejected,
     }
-    trl_loss = DPOTrainer._compute_loss(fake, _FixedLogProbs(policy, t), inputs, return_outputs=False)
+    trl_loss = DPOTrainer._compute_loss(
+        fake, _FixedLogProbs(policy, t), inputs, return_outputs=False
+    )
     ours = spin_loss(policy[:b] - ref_chosen, policy[b:] - ref_rejected, beta=beta).loss
     assert ours.item() == pytest.approx(trl_loss.item(), rel=1e-6)
     # And TRL's logged reward margin is β times the mean log-ratio difference.
@@ -248,11 +286,19 @@ def test_registry():
     g = torch.Generator().manual_seed(6)
     tensors = {
         name: torch.randn(4, generator=g)
-        for name in ("real_logratios", "generated_logratios", "real_logps", "generated_logps", "proto_logps")
+        for name in (
+            "real_logratios",
+            "generated_logratios",
+            "real_logps",
+            "generated_logps",
+            "proto_logps",
+        )
     }
     for name, fn in LOSSES.items():
         params = inspect.signature(fn).parameters
-        positional = [p for p in params.values() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        positional = [
+            p for p in params.values() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        ]
         keyword = [p for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
         assert positional and all(p.name in tensors for p in positional), name
         assert keyword and all(p.name not in tensors for p in keyword), name

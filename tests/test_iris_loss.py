@@ -19,7 +19,9 @@ F64 = torch.float64
 
 def two_vectors(seed: int, n: int = 6, m: int = 5, scale: float = 1.0):
     g = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(n, generator=g, dtype=F64), scale * torch.randn(m, generator=g, dtype=F64)
+    return scale * torch.randn(n, generator=g, dtype=F64), scale * torch.randn(
+        m, generator=g, dtype=F64
+    )
 
 
 def test_hand_worked_orders():
@@ -40,11 +42,15 @@ def test_hand_worked_orders():
         assert iris_loss(r, r, alpha=alpha).loss.item() == pytest.approx(expected, rel=1e-14)
     out = iris_loss(r, r, alpha=2.0)
     torch.testing.assert_close(out.real_weights, torch.tensor([1, e], dtype=F64) / (1 + e))
-    torch.testing.assert_close(out.generated_weights, torch.tensor([1, e**2], dtype=F64) / (1 + e**2))
+    torch.testing.assert_close(
+        out.generated_weights, torch.tensor([1, e**2], dtype=F64) / (1 + e**2)
+    )
     assert out.metrics["variational_estimate"].item() == pytest.approx(-cases[2.0], rel=1e-14)
 
 
-@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-13), (torch.float32, 1e-5), (torch.bfloat16, 1e-5)])
+@pytest.mark.parametrize(
+    "dtype, tol", [(torch.float64, 1e-13), (torch.float32, 1e-5), (torch.bfloat16, 1e-5)]
+)
 @given(real=loss_vectors(), generated=loss_vectors(), alpha=alphas, beta=betas)
 def test_matches_reference(dtype, tol, real, generated, alpha, beta):
     real, generated = real.to(dtype), generated.to(dtype)
@@ -55,7 +61,9 @@ def test_matches_reference(dtype, tol, real, generated, alpha, beta):
     assert float(abs(mpmath.mpf(out.loss.item()) - exact) / scale) <= tol
 
 
-@given(real=loss_vectors(max_abs=50.0), generated=loss_vectors(max_abs=50.0), alpha=alphas, beta=betas)
+@given(
+    real=loss_vectors(max_abs=50.0), generated=loss_vectors(max_abs=50.0), alpha=alphas, beta=betas
+)
 def test_weight_contract_matches_autograd(real, generated, alpha, beta):
     """real_weights = −(1/β) ∂L/∂lr⁺, generated_weights = (1/β) ∂L/∂lr⁻; each sums to 1."""
     real, generated = real.clone().requires_grad_(True), generated.clone().requires_grad_(True)
@@ -67,20 +75,29 @@ def test_weight_contract_matches_autograd(real, generated, alpha, beta):
     assert out.generated_weights.sum().item() == pytest.approx(1.0, abs=1e-12)
 
 
-@given(real=loss_vectors(max_abs=100.0), generated=loss_vectors(max_abs=100.0), alpha=alphas,
-       shift=st.floats(-100.0, 100.0))
+@given(
+    real=loss_vectors(max_abs=100.0),
+    generated=loss_vectors(max_abs=100.0),
+    alpha=alphas,
+    shift=st.floats(-100.0, 100.0),
+)
 def test_invariant_to_a_constant_added_to_all_rewards(real, generated, alpha, shift):
     """TR_{1−α}(−r⁺ − c) = TR_{1−α}(−r⁺) − c and TR_α(r⁻ + c) = TR_α(r⁻) + c: L unchanged."""
     base = iris_loss(real, generated, alpha=alpha).loss.item()
     shifted = iris_loss(real + shift, generated + shift, alpha=alpha).loss.item()
-    assert shifted == pytest.approx(base, abs=1e-11 * (abs(shift) + real.abs().max().item() + generated.abs().max().item()))
+    assert shifted == pytest.approx(
+        base, abs=1e-11 * (abs(shift) + real.abs().max().item() + generated.abs().max().item())
+    )
 
 
 @given(real=loss_vectors(), generated=loss_vectors(), alpha=alphas, seed=st.integers(0, 1000))
 def test_permutation_equivariant(real, generated, alpha, seed):
     g = torch.Generator().manual_seed(seed)
     p, q = torch.randperm(real.numel(), generator=g), torch.randperm(generated.numel(), generator=g)
-    out, permuted = iris_loss(real, generated, alpha=alpha), iris_loss(real[p], generated[q], alpha=alpha)
+    out, permuted = (
+        iris_loss(real, generated, alpha=alpha),
+        iris_loss(real[p], generated[q], alpha=alpha),
+    )
     scale = 1 + real.abs().max().item() + generated.abs().max().item()
     assert permuted.loss.item() == pytest.approx(out.loss.item(), abs=1e-14 * scale)
     torch.testing.assert_close(permuted.real_weights, out.real_weights[p])
@@ -95,7 +112,9 @@ def test_duality(real, generated, alpha):
         alpha = 1.0 / (1.0 + alpha)
     lhs = iris_loss(real, generated, alpha=alpha).loss.item()
     rhs = iris_loss(-generated, -real, alpha=1.0 - alpha).loss.item()
-    assert lhs == pytest.approx(rhs, abs=1e-12 * (1 + real.abs().max().item() + generated.abs().max().item()))
+    assert lhs == pytest.approx(
+        rhs, abs=1e-12 * (1 + real.abs().max().item() + generated.abs().max().item())
+    )
 
 
 @given(real=loss_vectors(max_abs=100.0), generated=loss_vectors(max_abs=100.0))
@@ -110,14 +129,19 @@ def test_half_is_self_dual(real, generated):
 def test_alpha_one_is_the_kl_donsker_varadhan_form(real, generated, beta):
     """α → 1: L_1 = −mean r⁺ + log mean e^{r⁻}, uniform real weights, w⁻ = softmax(r⁻);
     continuous from both sides, the gap shrinking linearly in |α − 1|."""
-    dv = (-beta * real.mean() + torch.logsumexp(beta * generated, 0) - math.log(generated.numel())).item()
+    dv = (
+        -beta * real.mean() + torch.logsumexp(beta * generated, 0) - math.log(generated.numel())
+    ).item()
     scale = 1 + beta * (real.abs().max().item() + generated.abs().max().item())
     at_one = iris_loss(real, generated, alpha=1.0, beta=beta)
     assert at_one.loss.item() == pytest.approx(dv, abs=1e-13 * scale)
     torch.testing.assert_close(at_one.real_weights, torch.full_like(real, 1 / real.numel()))
     torch.testing.assert_close(at_one.generated_weights, torch.softmax(beta * generated, 0))
-    gaps = [abs(iris_loss(real, generated, alpha=1 + s * d, beta=beta).loss.item() - dv)
-            for d in (1e-3, 1e-6, 1e-9) for s in (1, -1)]
+    gaps = [
+        abs(iris_loss(real, generated, alpha=1 + s * d, beta=beta).loss.item() - dv)
+        for d in (1e-3, 1e-6, 1e-9)
+        for s in (1, -1)
+    ]
     assert gaps[2] <= gaps[0] * 1e-2 + 1e-13 * scale and gaps[3] <= gaps[1] * 1e-2 + 1e-13 * scale
     assert max(gaps[4:]) <= 1e-9 * scale**2 + 1e-13 * scale
 
@@ -128,7 +152,9 @@ def test_alpha_to_zero_is_the_reverse_kl_form(real, generated):
     limit = (torch.logsumexp(-real, 0) - math.log(real.numel()) + generated.mean()).item()
     scale = 1 + real.abs().max().item() + generated.abs().max().item()
     for alpha in (1e-9, 1e-12, 1e-15):
-        assert iris_loss(real, generated, alpha=alpha).loss.item() == pytest.approx(limit, abs=alpha * scale**2 + 1e-13 * scale)
+        assert iris_loss(real, generated, alpha=alpha).loss.item() == pytest.approx(
+            limit, abs=alpha * scale**2 + 1e-13 * scale
+        )
 
 
 @given(n=st.integers(1, 16), m=st.integers(1, 16), alpha=alphas, beta=betas)
@@ -160,7 +186,9 @@ def test_gradcheck_float64(alpha):
     real, generated = two_vectors(0)
     real.requires_grad_(True)
     generated.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda a, b: iris_loss(a, b, alpha=alpha, beta=0.7).loss, (real, generated))
+    assert torch.autograd.gradcheck(
+        lambda a, b: iris_loss(a, b, alpha=alpha, beta=0.7).loss, (real, generated)
+    )
 
 
 def test_alpha_may_be_a_tensor():
@@ -170,8 +198,13 @@ def test_alpha_may_be_a_tensor():
     assert a.item() == pytest.approx(b.item(), rel=1e-6)
 
 
-@given(real=loss_vectors(min_size=2, max_abs=30.0), generated=loss_vectors(min_size=2, max_abs=30.0),
-       alpha=alphas, beta=betas, data=st.data())
+@given(
+    real=loss_vectors(min_size=2, max_abs=30.0),
+    generated=loss_vectors(min_size=2, max_abs=30.0),
+    alpha=alphas,
+    beta=betas,
+    data=st.data(),
+)
 def test_normalizers_split_the_batch_exactly(real, generated, alpha, beta, data):
     """Micro-batch shares with whole-batch normalisers add up to the whole-batch loss, and
     their gradients to the whole-batch gradient (the global-normalisation contract)."""
@@ -179,14 +212,19 @@ def test_normalizers_split_the_batch_exactly(real, generated, alpha, beta, data)
     real_n, gen_n = iris_normalizers(real, generated, alpha=alpha, beta=beta)
     assert real_n.count == real.numel() and gen_n.count == generated.numel()
 
-    whole_real, whole_gen = real.clone().requires_grad_(True), generated.clone().requires_grad_(True)
+    whole_real, whole_gen = (
+        real.clone().requires_grad_(True),
+        generated.clone().requires_grad_(True),
+    )
     whole = iris_loss(whole_real, whole_gen, alpha=alpha, beta=beta)
     whole.loss.backward()
 
     part_real, part_gen = real.clone().requires_grad_(True), generated.clone().requires_grad_(True)
     shares = [
         iris_loss(r, g, alpha=alpha, beta=beta, real_normalizer=real_n, generated_normalizer=gen_n)
-        for r, g in zip(torch.tensor_split(part_real, k), torch.tensor_split(part_gen, k), strict=True)
+        for r, g in zip(
+            torch.tensor_split(part_real, k), torch.tensor_split(part_gen, k), strict=True
+        )
     ]
     total = sum(s.loss for s in shares)
     total.backward()
@@ -199,17 +237,23 @@ def test_normalizers_split_the_batch_exactly(real, generated, alpha, beta, data)
     rtol = 1e-13 * conditioning + 1e-10
     torch.testing.assert_close(part_real.grad, whole_real.grad, rtol=rtol, atol=1e-13)
     torch.testing.assert_close(part_gen.grad, whole_gen.grad, rtol=rtol, atol=1e-13)
-    torch.testing.assert_close(torch.cat([s.real_weights for s in shares]), whole.real_weights, rtol=rtol, atol=1e-13)
+    torch.testing.assert_close(
+        torch.cat([s.real_weights for s in shares]), whole.real_weights, rtol=rtol, atol=1e-13
+    )
     for s in shares:
-        assert s.metrics["variational_estimate"].item() == pytest.approx(-whole.loss.item(), abs=1e-13 * scale)
+        assert s.metrics["variational_estimate"].item() == pytest.approx(
+            -whole.loss.item(), abs=1e-13 * scale
+        )
 
 
 def test_per_micro_batch_normalisation_differs():
     """Without normalisers, summed micro-batch losses are a different objective."""
     real, generated = two_vectors(2, n=8, m=8, scale=2.0)
     whole = iris_loss(real, generated, alpha=2.0).loss.item()
-    halves = sum(iris_loss(r, g, alpha=2.0).loss.item() / 2 for r, g in
-                 zip(real.chunk(2), generated.chunk(2), strict=True))
+    halves = sum(
+        iris_loss(r, g, alpha=2.0).loss.item() / 2
+        for r, g in zip(real.chunk(2), generated.chunk(2), strict=True)
+    )
     assert abs(whole - halves) > 1e-3
 
 
@@ -233,7 +277,11 @@ def test_bad_hyper_parameters(kwargs, message):
     [
         (torch.zeros(0), torch.zeros(3), "real_logratios is empty"),
         (torch.zeros(3), torch.zeros(2, 2), "generated_logratios must be 1-D"),
-        (torch.tensor([0.0, float("nan")]), torch.zeros(3), r"non-finite values at positions \[1\]"),
+        (
+            torch.tensor([0.0, float("nan")]),
+            torch.zeros(3),
+            r"non-finite values at positions \[1\]",
+        ),
         (torch.zeros(3), torch.tensor([float("-inf")]), "non-finite"),
         (torch.zeros(3, dtype=torch.long), torch.zeros(3), "floating-point"),
     ],

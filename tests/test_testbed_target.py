@@ -36,7 +36,9 @@ def test_hand_worked_probability():
     p((1, 1, 1)) (at the cap, no stop factor) = 0.75 · 0.9 · 0.6 · 0.9 · 0.6 = 0.2187."""
     from iris.testbed import MarkovTarget
 
-    t = MarkovTarget(np.array([[0.25, 0.75]]), np.array([[0.5, 0.5], [0.1, 0.9]]), np.array([0.2, 0.4]), 3)
+    t = MarkovTarget(
+        np.array([[0.25, 0.75]]), np.array([[0.5, 0.5], [0.1, 0.9]]), np.array([0.2, 0.4]), 3
+    )
     assert math.exp(t.log_prob(0, (1, 0))) == pytest.approx(0.009)
     assert math.exp(t.log_prob(0, (1, 1, 1))) == pytest.approx(0.2187)
     assert t.log_prob(0, (1, 1, 1, 1)) == -math.inf
@@ -46,7 +48,9 @@ def test_hand_worked_probability():
 
 def test_entropy_dynamic_programme_equals_enumeration(target):
     log_probs = target.support_log_probs()
-    np.testing.assert_allclose(target.entropy(), -(np.exp(log_probs) * log_probs).sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(
+        target.entropy(), -(np.exp(log_probs) * log_probs).sum(axis=1), rtol=1e-12
+    )
 
 
 def test_samples_follow_the_exact_probabilities(target):

@@ -21,7 +21,9 @@ F64 = torch.float64
 def normwise_error(x: torch.Tensor, tau: float, computed: float) -> float:
     values = x.double().tolist()
     exact = reference.tilted_risk(values, tau)
-    return float(abs(mpmath.mpf(computed) - exact) / max(reference.condition_scale(values, tau), 1e-300))
+    return float(
+        abs(mpmath.mpf(computed) - exact) / max(reference.condition_scale(values, tau), 1e-300)
+    )
 
 
 def test_hand_worked_two_points():
@@ -37,7 +39,9 @@ def test_hand_worked_two_points():
     assert tilted_risk(x, 1000.0).item() == pytest.approx(1 - math.log(2) / 1000, rel=1e-15)
 
 
-@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-14), (torch.float32, 1e-5), (torch.bfloat16, 1e-5)])
+@pytest.mark.parametrize(
+    "dtype, tol", [(torch.float64, 1e-14), (torch.float32, 1e-5), (torch.bfloat16, 1e-5)]
+)
 @given(x=loss_vectors(), tau=tilts)
 def test_matches_reference(dtype, tol, x, tau):
     """Normwise relative error against the 50-digit reference, on inputs rounded to dtype."""
@@ -66,7 +70,9 @@ def test_continuous_at_zero_tilt_with_variance_slope(x):
     fourth = (deviation.abs() ** 4).max().item()
     for tau in (1e-12, -1e-12, 1e-9, -1e-7, 1e-6):
         expansion = mean + tau / 2 * var
-        bound = tau**2 * third / 6 + abs(tau) ** 3 * fourth + 1e-15 * (abs(mean) + x.abs().max().item())
+        bound = (
+            tau**2 * third / 6 + abs(tau) ** 3 * fourth + 1e-15 * (abs(mean) + x.abs().max().item())
+        )
         assert abs(tilted_risk(x, tau).item() - expansion) <= bound + 1e-300
     assert tilted_risk(x, 0.0).item() == pytest.approx(mean, rel=1e-15, abs=1e-300)
 
@@ -143,7 +149,9 @@ def test_combine_equals_whole(x, tau, data):
     risks = torch.stack([tilted_risk(g, tau) for g in groups])
     counts = torch.tensor([g.numel() for g in groups])
     merged = combine_tilted_risks(risks, counts, tau).item()
-    assert merged == pytest.approx(tilted_risk(x, tau).item(), abs=1e-12 * (x.abs().max().item() + 1))
+    assert merged == pytest.approx(
+        tilted_risk(x, tau).item(), abs=1e-12 * (x.abs().max().item() + 1)
+    )
 
 
 def test_effective_sample_fraction():
@@ -153,7 +161,9 @@ def test_effective_sample_fraction():
     assert effective_sample_fraction(one_hot).item() == pytest.approx(1 / 8)
     # Scale-free: unnormalised weights give the same fraction.
     w = torch.tensor([1.0, 2.0, 3.0])
-    assert effective_sample_fraction(5 * w).item() == pytest.approx(effective_sample_fraction(w).item())
+    assert effective_sample_fraction(5 * w).item() == pytest.approx(
+        effective_sample_fraction(w).item()
+    )
     assert effective_sample_fraction(w).item() == pytest.approx(36 / (3 * 14))
 
 

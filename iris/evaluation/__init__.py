@@ -1,0 +1,88 @@
+"""Benchmark evaluation on lm-evaluation-harness: suites as data, one command, the loop hook.
+
+This package owns scoring models on the paper's benchmarks, always through
+``lm_eval.simple_evaluate`` (no benchmark is re-implemented here):
+
+* :mod:`~iris.evaluation.suite` — suites as YAML (built-in ``iris10``: the ten benchmarks
+  of IRIS/T-SPIN; ``openllm_v1``: SPIN's six), and :func:`summarize`, the averaging rule:
+  the unweighted mean over the suite's tasks of each task's metric as lm-eval reports it
+  (group tasks: lm-eval's group aggregate); a missing metric is NaN, never 0;
+* :mod:`~iris.evaluation.harness` — :func:`evaluate_suite`: tasks, backends (HF, vLLM,
+  in-memory model), JSON results + compact summary with provenance;
+* :mod:`~iris.evaluation.hub_cache` — the datasets a suite needs, cached while online;
+* :mod:`~iris.evaluation.base` — the :class:`Evaluator` protocol of the self-play loop and
+  :func:`make_evaluator` (registry of kinds; ``lm_eval`` is
+  :class:`~iris.evaluation.lm_eval_evaluator.LmEvalEvaluator`);
+* :mod:`~iris.evaluation.cli` — ``iris eval``.
+
+Importing this package does not import lm-eval or torch (lm-eval is the ``eval`` extra);
+the names below that need them are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from iris.evaluation.base import (
+    BackendUnavailableError,
+    EvaluationError,
+    Evaluator,
+    MissingDatasetError,
+    MissingTokenizerError,
+    UnknownTaskError,
+    evaluator_kinds,
+    make_evaluator,
+    register_evaluator,
+    runs_at,
+)
+from iris.evaluation.suite import (
+    Suite,
+    TaskSpec,
+    builtin_suites,
+    load_suite,
+    resolve_suite,
+    summarize,
+)
+
+__all__ = [
+    "BackendUnavailableError",
+    "EvalResult",
+    "EvalSettings",
+    "EvaluationError",
+    "Evaluator",
+    "LmEvalEvaluator",
+    "MissingDatasetError",
+    "MissingTokenizerError",
+    "PrefetchPlan",
+    "Suite",
+    "TaskSpec",
+    "UnknownTaskError",
+    "builtin_suites",
+    "evaluate_suite",
+    "evaluator_kinds",
+    "load_suite",
+    "make_evaluator",
+    "prefetch",
+    "prefetch_plan",
+    "register_evaluator",
+    "resolve_suite",
+    "runs_at",
+    "summarize",
+]
+
+_LAZY = {
+    "EvalResult": "iris.evaluation.harness",
+    "EvalSettings": "iris.evaluation.harness",
+    "evaluate_suite": "iris.evaluation.harness",
+    "LmEvalEvaluator": "iris.evaluation.lm_eval_evaluator",
+    "PrefetchPlan": "iris.evaluation.hub_cache",
+    "prefetch": "iris.evaluation.hub_cache",
+    "prefetch_plan": "iris.evaluation.hub_cache",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

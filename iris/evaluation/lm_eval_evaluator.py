@@ -1,0 +1,137 @@
+"""The self-play loop's lm-eval evaluator: a suite, every k iterations, in memory or from disk.
+
+This module owns :class:`LmEvalEvaluator`, registered as evaluator kind ``"lm_eval"``: the
+run config's ``evaluation`` mapping, e.g. ::
+
+    evaluation: {kind: lm_eval, suite: iris10, every: 1, limit: null, batch_size: 8,
+                 apply_chat_template: false}
+
+becomes an evaluator (via :func:`iris.evaluation.make_evaluator`) that the driver asks
+``should_run(t, T)`` after each iteration and then ``evaluate(model_dir, iteration=t,
+output_dir=..., model=..., tokenizer=...)``. Unknown keys and bad values fail when the
+run starts, not after the first iteration's training. lm-eval's task index is built once
+and reused across iterations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from iris.config import ConfigError, from_dict
+from iris.evaluation.base import MissingTokenizerError, register_evaluator, runs_at
+from iris.evaluation.harness import EvalSettings, check_backend, check_tokenizer, evaluate_suite
+from iris.evaluation.suite import Suite, resolve_suite
+
+__all__ = ["LmEvalEvaluator"]
+
+
+@register_evaluator("lm_eval")
+@dataclasses.dataclass
+class LmEvalEvaluator:
+    """Scores an iteration's model on a suite with lm-eval (see :mod:`iris.evaluation.harness`)."""
+
+    suite: str = dataclasses.field(
+        default="iris10",
+        metadata={"help": "iris10, openllm_v1, a suite/task YAML path, or lm-eval task names."},
+    )
+    every: int = dataclasses.field(
+        default=1, metadata={"help": "Evaluate after every k-th iteration (and the last)."}
+    )
+    final: bool = dataclasses.field(
+        default=True, metadata={"help": "Always evaluate after the last iteration."}
+    )
+    limit: int | float | None = dataclasses.field(
+        default=None, metadata={"help": "Samples per (sub)task; None: all (testing only)."}
+    )
+    batch_size: int | str = 8
+    apply_chat_template: bool = False
+    fewshot_as_multiturn: bool = True
+    system_instruction: str | None = None
+    dtype: str = "auto"
+    device: str | None = None
+    backend: Literal["hf", "vllm"] = "hf"
+    bootstrap_iters: int = 100_000
+    log_samples: bool = False
+    model_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    name: str = dataclasses.field(
+        default="", metadata={"help": "File prefix in the output directory (default: suite name)."}
+    )
+
+    _suite: Suite = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
+        self._suite = resolve_suite(self.suite)
+        _ = self.settings  # validates batch size, limit and bootstrap values now
+        check_backend(self.backend)
+        if not self.name:
+            self.name = self._suite.name
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> LmEvalEvaluator:
+        """Build from the ``evaluation`` mapping (without ``kind``); unknown keys fail loudly."""
+        return from_dict(cls, config, source="evaluation config")
+
+    @property
+    def settings(self) -> EvalSettings:
+        try:
+            return EvalSettings(
+                backend=self.backend,
+                batch_size=self.batch_size,
+                dtype=self.dtype,
+                device=self.device,
+                apply_chat_template=self.apply_chat_template,
+                fewshot_as_multiturn=self.fewshot_as_multiturn,
+                system_instruction=self.system_instruction,
+                limit=self.limit,
+                bootstrap_iters=self.bootstrap_iters,
+                log_samples=self.log_samples,
+                model_args=dict(self.model_args),
+            )
+        except ValueError as err:
+            raise ConfigError(f"evaluation config: {err}") from err
+
+    def should_run(self, iteration: int, num_iterations: int) -> bool:
+        return runs_at(iteration, num_iterations, every=self.every, final=self.final)
+
+    def evaluate(
+        self,
+        model_dir: Path,
+        *,
+        iteration: int,
+        output_dir: Path,
+        model: Any = None,
+        tokenizer: Any = None,
+    ) -> dict[str, float]:
+        """Score the in-memory ``model`` (or ``model_dir``), write JSON into ``output_dir``.
+
+        Without ``tokenizer``, an in-memory model's tokenizer is loaded from ``model_dir``.
+        Returns ``{"<task>/<metric>": value, ..., "average": value}`` (NaN where missing).
+        Call it on the main process only: an in-memory model is evaluated by one process
+        (lm-eval's HFLM); a model directory under a multi-process launch returns ``{}`` on
+        the other processes.
+        """
+        if model is not None and tokenizer is None:
+            check_tokenizer(model_dir)
+            if not Path(model_dir).is_dir():
+                raise MissingTokenizerError(
+                    f"in-memory model without tokenizer, and {model_dir} is not a directory"
+                )
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        result = evaluate_suite(
+            self._suite,
+            model if model is not None else Path(model_dir),
+            output_dir=output_dir,
+            tokenizer=tokenizer,
+            settings=self.settings,
+            name=self.name,
+            model_dir=model_dir,
+            extra_provenance={"iteration": iteration, "model_dir": str(model_dir)},
+        )
+        return result.flat if result is not None else {}
