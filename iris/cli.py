@@ -15,14 +15,59 @@ def _check(args: argparse.Namespace) -> int:
     rows = accuracy_rows(n=args.samples)
     print("Loss library vs 50-digit mpmath reference (inputs rounded to each dtype first):\n")
     print(format_table(rows))
-    worst = {row.function: max(r.worst_error for r in rows if r.function == row.function and r.dtype != "float64")
-             for row in rows}
+    worst = {
+        row.function: max(
+            r.worst_error for r in rows if r.function == row.function and r.dtype != "float64"
+        )
+        for row in rows
+    }
     limit = 1e-5
     failed = [name for name, err in worst.items() if err > limit]
     verdict = "FAIL" if failed else "PASS"
-    print(f"\nfloat32/bfloat16 worst relative error ≤ {limit:g}: {verdict}"
-          f" ({time.perf_counter() - start:.1f} s)")
+    print(
+        f"\nfloat32/bfloat16 worst relative error ≤ {limit:g}: {verdict}"
+        f" ({time.perf_counter() - start:.1f} s)"
+    )
     return 1 if failed else 0
+
+
+def _selfplay(args: argparse.Namespace) -> int:
+    """Run (or resume) the self-play loop of a config: generate → train → evaluate, T times."""
+    from iris.config import SelfPlayConfig, load_config
+    from iris.selfplay import run_selfplay, summary
+
+    overrides = list(args.overrides)  # --section.key value pairs after the known options
+    if args.output_dir is not None:
+        overrides += ["--output_dir", args.output_dir]
+    config = load_config(SelfPlayConfig, args.config, overrides)
+    evaluator = None
+    if config.evaluation:
+        from iris.evaluation import make_evaluator
+
+        evaluator = make_evaluator(config.evaluation)
+    run = run_selfplay(
+        config,
+        evaluator=evaluator,
+        command=sys.argv,
+        stage=getattr(args, "stage", None),
+        iteration=getattr(args, "iteration", None),
+    )
+    print(summary(run))
+    print(f"run directory: {run.root}")
+    return 0
+
+
+def _add_selfplay_arguments(parser: argparse.ArgumentParser, *, stage: str | None) -> None:
+    parser.add_argument("--config", required=True, help="YAML file of a SelfPlayConfig")
+    parser.add_argument("--output-dir", default=None, help="run directory (overrides output_dir)")
+    if stage is not None:
+        parser.set_defaults(stage=stage)
+        if stage not in ("data", "proto"):
+            parser.add_argument(
+                "--iteration", type=int, required=True, help="iteration t (0-based)"
+            )
+    parser.set_defaults(run=_selfplay, accepts_overrides=True)
+    parser.epilog = "Any further --section.key value pairs override the config."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,11 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help=_check.__doc__)
     check.add_argument("--samples", type=int, default=16, help="samples per loss vector")
     check.set_defaults(run=_check)
+
+    from iris.evaluation.cli import add_eval_arguments, run_eval
+
+    evaluate = commands.add_parser(
+        "eval", help="score a model on a benchmark suite (lm-eval), or --prefetch its datasets"
+    )
+    add_eval_arguments(evaluate)
+    evaluate.set_defaults(run=run_eval)
+
+    selfplay = commands.add_parser("selfplay", help=_selfplay.__doc__)
+    _add_selfplay_arguments(selfplay, stage=None)
+    for stage, text in (
+        ("generate", "sample iteration t's synthetic responses from θt (one stage of selfplay)"),
+        ("train", "train iteration t from θt on its self-play rows (one stage of selfplay)"),
+    ):
+        _add_selfplay_arguments(commands.add_parser(stage, help=text), stage=stage)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "accepts_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = unknown
     return args.run(args)
 
 

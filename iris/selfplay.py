@@ -1,0 +1,401 @@
+"""The self-play loop: T iterations of generate → build → train → evaluate, resumably.
+
+This module owns the order of the stages and nothing else: every stage is a call into
+the module that owns it (:mod:`iris.data`, :mod:`iris.generation`, :mod:`iris.trainer`,
+an :class:`Evaluator`), and every output lands in a :class:`iris.runs.RunDir`.
+
+Per run: ``data`` (select, validate and write the annotated records) and, for losses that
+take a proto-synthetic response (T-SPIN), ``proto`` (generated once by θ0). Per
+iteration t, with θt the starting checkpoint (t = 0) or the model of iteration t − 1:
+
+1. ``generate``: one synthetic response per training prompt, sampled from θt;
+2. ``train``: the rows (prompt, annotated, synthetic[, proto]) — the synthetic responses
+   of iteration t, or of t − 1 and t (``synthetic_from="previous_and_current"``, SPIN) —
+   trained with :class:`iris.trainer.IrisTrainer` from θt with reference θt; the
+   α schedule's state is carried from iteration t − 1;
+3. ``eval``: the evaluator scores the new model, when it asks to.
+
+Re-running the same command skips every stage whose ``.DONE`` marker verifies (its
+outputs' sha256 still match), continues an interrupted generation from its completed
+shards and an interrupted training from its last checkpoint, and refuses to write into a
+run directory whose saved config differs in anything that changes results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from iris.config import SelfPlayConfig, non_result_keys, to_dict
+from iris.data import (
+    build_selfplay_records,
+    format_prompts,
+    prepare_data,
+    read_records,
+    write_records,
+)
+from iris.generation import (
+    SamplingParams,
+    derive_seed,
+    generate_shards,
+    generate_to_file,
+    make_backend,
+    merge_shards,
+    meta_path,
+    read_generations,
+)
+from iris.runs import RunDir, atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    from iris.evaluation.base import Evaluator
+
+logger = logging.getLogger(__name__)
+
+TRAIN_RECORDS = "train.jsonl"
+HELDOUT_RECORDS = "heldout.jsonl"
+DATA_STATS = "stats.json"
+
+
+def _distributed_state():
+    """accelerate's process state (one CPU process when not launched)."""
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def _loss_name(config: SelfPlayConfig) -> str:
+    return str(config.training.get("loss", "iris"))
+
+
+def _needs_proto(config: SelfPlayConfig) -> bool:
+    from iris.trainer import loss_spec
+
+    return "proto" in loss_spec(_loss_name(config)).extra_groups
+
+
+def _model_path(config: SelfPlayConfig, run: RunDir, iteration: int) -> tuple[str, str | None]:
+    """θt: the starting checkpoint for t = 0, else the model written by iteration t − 1."""
+    if iteration == 0:
+        return config.model.name_or_path, config.model.revision
+    return str(run.model_dir(iteration - 1)), None
+
+
+def _load_tokenizer(config: SelfPlayConfig):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(config.model.name_or_path, revision=config.model.revision)
+
+
+def _stage_data(config: SelfPlayConfig, run: RunDir, state) -> None:
+    train_path = run.data_dir / TRAIN_RECORDS
+    if not run.stage_done("data"):
+        with run.stage("data") as info:
+            if state.is_main_process:
+                split = prepare_data(config.data)
+                write_records(train_path, split.train)
+                write_records(run.data_dir / HELDOUT_RECORDS, split.heldout)
+                atomic_write_json(run.data_dir / DATA_STATS, split.stats)
+                info.update(train=len(split.train), heldout=len(split.heldout))
+            state.wait_for_everyone()
+            run.mark_done("data", [run.data_dir])
+
+
+def _generate(
+    config: SelfPlayConfig,
+    run: RunDir,
+    state,
+    *,
+    stage: str,
+    iteration: int | None,
+    model: tuple[str, str | None],
+    items: Sequence[Mapping[str, Any]],
+    output: Path,
+    seed: int,
+) -> None:
+    """One generation stage: sample ``items`` with ``model`` into ``output`` (resumable)."""
+    if run.stage_done(stage, iteration):
+        return
+    gen = config.generation
+    with run.stage(stage, iteration) as info:
+        backend = make_backend(
+            gen.backend,
+            model[0],
+            revision=model[1],
+            dtype=config.model.dtype,
+            batch_size=gen.batch_size,
+            tensor_parallel_size=gen.tensor_parallel_size,
+            vllm_kwargs=gen.vllm_kwargs,
+        )
+        job = {
+            "params": SamplingParams.from_config(gen),
+            "seed": seed,
+            "shard_size": gen.shard_size,
+            "fingerprint_extra": {"model": model[0], "revision": model[1]},
+        }
+        if state.num_processes > 1 and not output.is_file():
+            # Data parallel: shard k is generated by rank k mod W, then merged on rank 0.
+            generate_shards(
+                backend,
+                items,
+                output,
+                **job,
+                rank=state.process_index,
+                world_size=state.num_processes,
+            )
+            state.wait_for_everyone()
+            if state.is_main_process:
+                merge_shards(backend, items, output, **job)
+        meta: dict[str, Any] = {}
+        if state.is_main_process:
+            # Generates everything on one process, or returns the meta of a complete output.
+            meta = generate_to_file(backend, items, output, **job)
+            info.update(
+                {k: meta[k] for k in ("num_rows", "truncated_fraction", "seconds") if k in meta}
+            )
+        del backend
+        state.wait_for_everyone()
+        run.mark_done(stage, [output, meta_path(output)], iteration)
+
+
+def _training_rows(
+    config: SelfPlayConfig,
+    run: RunDir,
+    iteration: int,
+    records: Sequence[Mapping[str, Any]],
+    tokenizer,
+    proto: Mapping[str, Mapping[str, Any]] | None,
+) -> list[dict[str, Any]]:
+    sources = [iteration]
+    if config.synthetic_from == "previous_and_current" and iteration > 0:
+        sources = [iteration - 1, iteration]
+    rows: list[dict[str, Any]] = []
+    for t in sources:
+        generated = read_generations(run.generated_path(t))
+        rows += build_selfplay_records(records, generated, tokenizer, proto=proto, tag=f"iter_{t}")
+    return rows
+
+
+def _schedule_state(run: RunDir, iteration: int) -> dict[str, Any] | None:
+    """The α schedule state saved by the previous iteration's trainer (None at t = 0)."""
+    from iris.trainer import SCHEDULE_FILE
+
+    if iteration == 0:
+        return None
+    path = run.iteration_dir(iteration - 1) / SCHEDULE_FILE
+    return read_json(path) if path.is_file() else None
+
+
+def _stage_train(
+    config: SelfPlayConfig,
+    run: RunDir,
+    state,
+    iteration: int,
+    records: Sequence[Mapping[str, Any]],
+    tokenizer,
+    proto: Mapping[str, Mapping[str, Any]] | None,
+):
+    """Train θt+1 from θt; returns the trained model (in memory) or None if skipped."""
+    if run.stage_done("train", iteration):
+        return None
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from iris.schedules import make_schedule
+    from iris.trainer import METRICS_FILE, SCHEDULE_FILE, IrisConfig, IrisTrainer
+
+    iteration_dir = run.iteration_dir(iteration)
+    with run.stage("train", iteration) as info:
+        rows = _training_rows(config, run, iteration, records, tokenizer, proto)
+        if state.is_main_process:
+            write_records(run.train_data_path(iteration), rows)
+        state.wait_for_everyone()
+        settings = config.training_for_iteration(iteration)
+        settings.setdefault("seed", derive_seed(config.seed, "train", iteration) % 2**31)
+        args = IrisConfig(output_dir=str(iteration_dir), iteration=iteration, **settings)
+        schedule = None
+        if args.alpha_schedule is not None:
+            schedule = make_schedule(args.alpha_schedule)
+            previous = _schedule_state(run, iteration)
+            if previous is not None:
+                schedule.load_state_dict(previous.get("state", {}))
+        model_path, revision = _model_path(config, run, iteration)
+        dtype = getattr(torch, config.model.dtype) if config.model.dtype != "auto" else "auto"
+        model = AutoModelForCausalLM.from_pretrained(model_path, revision=revision, dtype=dtype)
+        trainer = IrisTrainer(
+            model,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            alpha_schedule=schedule,
+        )
+        checkpoint = get_last_checkpoint(str(iteration_dir)) if iteration_dir.is_dir() else None
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model(str(run.model_dir(iteration)))
+        if state.is_main_process:
+            tokenizer.save_pretrained(str(run.model_dir(iteration)))
+            for stale in iteration_dir.glob("checkpoint-*"):
+                shutil.rmtree(stale)
+        info.update(rows=len(rows), steps=result.global_step, train_loss=result.training_loss)
+        state.wait_for_everyone()
+        outputs = [
+            run.train_data_path(iteration),
+            run.model_dir(iteration),
+            iteration_dir / METRICS_FILE,
+        ]
+        if (iteration_dir / SCHEDULE_FILE).is_file():
+            outputs.append(iteration_dir / SCHEDULE_FILE)
+        run.mark_done("train", outputs, iteration)
+        return trainer.model
+
+
+def _stage_eval(
+    config: SelfPlayConfig,
+    run: RunDir,
+    state,
+    iteration: int,
+    evaluator: Evaluator,
+    model,
+    tokenizer,
+) -> None:
+    if run.stage_done("eval", iteration):
+        return
+    with run.stage("eval", iteration) as info:
+        if state.is_main_process:  # one evaluation, written once
+            scores = evaluator.evaluate(
+                run.model_dir(iteration),
+                iteration=iteration,
+                output_dir=run.eval_dir(iteration),
+                model=model,
+                tokenizer=tokenizer,
+            )
+            info.update(scores={k: scores[k] for k in sorted(scores)[:20]})
+        state.wait_for_everyone()
+        run.mark_done("eval", [run.eval_dir(iteration)], iteration)
+
+
+STAGES = ("data", "proto", "generate", "train", "eval")
+
+
+class _Skip:
+    """Decides which stages this invocation may run (all, or one stage of one iteration)."""
+
+    def __init__(self, stage: str | None, iteration: int | None):
+        if stage is not None and stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+        if stage in ("generate", "train", "eval") and iteration is None:
+            raise ValueError(f"stage {stage!r} runs for one iteration: give its iteration")
+        self.stage, self.iteration = stage, iteration
+
+    def allows(self, run: RunDir, stage: str, iteration: int | None) -> bool:
+        """True to run ``stage``; False to skip it when done; raises when it is needed but
+        neither done nor allowed (a cluster job for a later stage ran too early)."""
+        if self.stage is None or stage == "data":
+            return True  # selecting the data is cheap: any job may do it first
+        if stage == "proto" and self.stage == "generate":
+            return True  # a generation job also makes the proto-synthetic responses
+        at_target = iteration is None or iteration == self.iteration
+        if at_target and STAGES.index(stage) > STAGES.index(self.stage):
+            return False  # comes after the requested stage
+        wanted = stage == self.stage and at_target
+        if wanted or run.stage_done(stage, iteration, verify=False):
+            return wanted
+        where = "" if iteration is None else f" of iteration {iteration}"
+        raise RuntimeError(
+            f"stage '{stage}'{where} is not complete in {run.root}; run it first "
+            f"(iris {stage} ...) before '{self.stage}'"
+        )
+
+
+def run_selfplay(
+    config: SelfPlayConfig,
+    *,
+    evaluator: Evaluator | None = None,
+    command: Sequence[str] | None = None,
+    stage: str | None = None,
+    iteration: int | None = None,
+) -> RunDir:
+    """Run (or resume) the self-play loop of ``config``; returns its run directory.
+
+    With ``stage`` (and optionally ``iteration``) only that stage runs, for clusters that
+    run stages as separate jobs; the stages it depends on must already be complete.
+    """
+    if config.output_dir is None:
+        raise ValueError("config.output_dir is not set: give --output-dir")
+    state = _distributed_state()
+    run = RunDir(config.output_dir, main_process=state.is_main_process)
+    run.start(
+        to_dict(config),
+        non_result_keys=non_result_keys(config),
+        seeds={"seed": config.seed},
+        command=list(command) if command is not None else sys.argv,
+    )
+    skip = _Skip(stage, iteration)
+    if skip.allows(run, "data", None):
+        _stage_data(config, run, state)
+    records = read_records(run.data_dir / TRAIN_RECORDS)
+    tokenizer = _load_tokenizer(config)
+    prompts = format_prompts(tokenizer, [r["prompt"] for r in records])
+    items = [{"id": r["id"], "prompt": p} for r, p in zip(records, prompts, strict=True)]
+
+    proto = None
+    if _needs_proto(config):
+        if skip.allows(run, "proto", None):
+            _generate(
+                config,
+                run,
+                state,
+                stage="proto",
+                iteration=None,
+                model=_model_path(config, run, 0),
+                items=items,
+                output=run.proto_path,
+                seed=derive_seed(config.seed, "proto"),
+            )
+        proto = read_generations(run.proto_path)
+
+    if skip.stage in ("data", "proto"):
+        last = -1  # run-level stage only
+    else:
+        last = config.iterations - 1 if skip.iteration is None else skip.iteration
+    for t in range(last + 1):
+        if skip.allows(run, "generate", t):
+            _generate(
+                config,
+                run,
+                state,
+                stage="generate",
+                iteration=t,
+                model=_model_path(config, run, t),
+                items=items,
+                output=run.generated_path(t),
+                seed=derive_seed(config.seed, "generate", t),
+            )
+        model = None
+        if skip.allows(run, "train", t):
+            model = _stage_train(config, run, state, t, records, tokenizer, proto)
+        wants_eval = evaluator is not None and evaluator.should_run(t, config.iterations)
+        if wants_eval and (skip.stage in (None, "eval")) and skip.allows(run, "eval", t):
+            _stage_eval(config, run, state, t, evaluator, model, tokenizer)
+        del model
+    run.finish()
+    logger.info("self-play run complete: %s", run.root)
+    return run
+
+
+def summary(run: RunDir) -> str:
+    """A one-line-per-stage account of a run directory (for the CLI)."""
+    manifest = run.read_manifest()
+    lines = []
+    for key, attempts in sorted(manifest.get("stages", {}).items()):
+        last = attempts[-1]
+        lines.append(
+            f"{key:24s} {last.get('status', '?'):8s} {last.get('duration_s', float('nan')):8.1f} s"
+        )
+    return "\n".join(lines) or json.dumps(manifest.get("stages", {}))

@@ -1,0 +1,171 @@
+"""The self-play loop end to end on a tiny local model and dataset, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from iris.cli import main
+from iris.runs import RunDir, read_jsonl
+from iris.tiny_models import save_tiny_model
+
+WORDS = [f"w{i}" for i in range(24)]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A tiny model directory and 24 (prompt, response) pairs."""
+    base = tmp_path_factory.mktemp("selfplay")
+    save_tiny_model(base / "model", WORDS, seed=0)
+    rng = random.Random(0)
+    with (base / "data.jsonl").open("w") as file:
+        for i in range(24):
+            prompt = f"{WORDS[i % 8]} {WORDS[i // 8]} " + rng.choice(WORDS[:8])  # 24 distinct
+            real = " ".join(rng.choice(WORDS[8:]) for _ in range(rng.randint(2, 5)))
+            file.write(json.dumps({"prompt": prompt, "real": real}) + "\n")
+    return base
+
+
+def write_config(workspace: Path, name: str, *, loss: str = "iris", extra: str = "") -> Path:
+    path = workspace / f"{name}.yaml"
+    path.write_text(
+        f"""
+model: {{name_or_path: {workspace / "model"}}}
+data: {{source: {workspace / "data.jsonl"}, n_train: 24}}
+generation: {{max_new_tokens: 6, batch_size: 4, shard_size: 4, temperature: 1.0}}
+iterations: 2
+seed: 3
+training:
+  loss: {loss}
+  beta: 0.5
+  per_device_train_batch_size: 4
+  gradient_accumulation_steps: 2
+  num_train_epochs: 1
+  learning_rate: 1.0e-3
+  max_length: 64
+  save_steps: 1
+  report_to: []
+  disable_tqdm: true
+{extra}
+"""
+    )
+    return path
+
+
+def model_weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(directory / "model.safetensors")
+
+
+def test_two_iterations_end_to_end(workspace, tmp_path):
+    config = write_config(workspace, "iris", extra="  alpha: 2.0\n")
+    out = tmp_path / "run"
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(out)]) == 0
+    run = RunDir(out)
+    for t in (0, 1):
+        assert run.stage_done("generate", t) and run.stage_done("train", t)
+        rows = read_jsonl(run.generated_path(t))
+        assert len(rows) == 24 and len({r["id"] for r in rows}) == 24
+        metrics = read_jsonl(run.metrics_path(t))
+        assert metrics and all(m["alpha"] == 2.0 for m in metrics if "alpha" in m)
+        assert all(json.dumps(m).count("NaN") == 0 for m in metrics)
+    # θ1 ≠ θ0 and θ2 ≠ θ1: each iteration trained.
+    first, second = model_weights(run.model_dir(0)), model_weights(run.model_dir(1))
+    start = model_weights(workspace / "model")
+    assert any(not torch.equal(first[k], start[k]) for k in start)
+    assert any(not torch.equal(second[k], first[k]) for k in first)
+    manifest = run.read_manifest()
+    assert manifest["config"]["training"]["loss"] == "iris"
+    assert {"iter_0/train", "iter_1/generate"} <= set(manifest["stages"])
+
+    # Re-running the finished run does nothing and changes nothing.
+    before = (run.model_dir(1) / "model.safetensors").stat().st_mtime_ns
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(out)]) == 0
+    assert (run.model_dir(1) / "model.safetensors").stat().st_mtime_ns == before
+
+    # A changed result-affecting setting is refused.
+    with pytest.raises(Exception, match=r"training\.learning_rate"):
+        main(
+            [
+                "selfplay",
+                "--config",
+                str(config),
+                "--output-dir",
+                str(out),
+                "--training.learning_rate",
+                "0.1",
+            ]
+        )
+
+
+def test_tspin_generates_proto_once_and_single_stages(workspace, tmp_path):
+    config = write_config(workspace, "tspin", loss="tspin")
+    out = str(tmp_path / "run")
+    with pytest.raises(RuntimeError, match="'proto' is not complete"):
+        main(["train", "--config", str(config), "--output-dir", out, "--iteration", "0"])
+    assert main(["generate", "--config", str(config), "--output-dir", out, "--iteration", "0"]) == 0
+    run = RunDir(out)
+    assert run.stage_done("proto") and run.stage_done("generate", 0)
+    assert not run.stage_done("train", 0)
+    assert main(["train", "--config", str(config), "--output-dir", out, "--iteration", "0"]) == 0
+    rows = read_jsonl(run.train_data_path(0))
+    assert all("proto" in r for r in rows)
+    assert run.stage_done("train", 0) and not run.generated_path(1).exists()
+
+
+def _run_until(args: list[str], ready, timeout: float = 120.0) -> None:
+    """Start the CLI in a subprocess and SIGKILL it once ``ready()`` is true."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "iris.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if ready():
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+
+def test_killed_runs_resume_to_the_uninterrupted_result(workspace, tmp_path):
+    """SIGKILL during generation and during training; re-running gives the same final data
+    and model as an uninterrupted run with the same seed, with no duplicated rows."""
+    config = write_config(workspace, "resume", extra="  alpha: 0.5\n")
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(reference)]) == 0
+    args = ["selfplay", "--config", str(config), "--output-dir", str(killed)]
+
+    shards = killed / "iter_0" / "generated.jsonl.shards"
+    _run_until(args, lambda: shards.is_dir() and any(shards.glob("*.jsonl")))
+    run = RunDir(killed)
+    assert not run.stage_done("generate", 0), "killed after generation, not during it"
+    _run_until(args, lambda: any((killed / "iter_0").glob("checkpoint-*/trainer_state.json")))
+    assert run.stage_done("generate", 0) and not run.stage_done("train", 0)
+    assert main(args) == 0
+
+    a, b = RunDir(reference), RunDir(killed)
+    for t in (0, 1):
+        assert read_jsonl(a.generated_path(t)) == read_jsonl(b.generated_path(t))
+        assert read_jsonl(a.train_data_path(t)) == read_jsonl(b.train_data_path(t))
+        wa, wb = model_weights(a.model_dir(t)), model_weights(b.model_dir(t))
+        for key in wa:
+            torch.testing.assert_close(wb[key], wa[key], rtol=1e-5, atol=1e-6)
+        steps = [m["step"] for m in read_jsonl(b.metrics_path(t)) if "loss" in m]
+        assert steps == sorted(set(steps)), "metrics rows duplicated after resume"
