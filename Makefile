@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	# Without an NVIDIA driver take torch's CPU build (a few hundred MB instead of the CUDA
 	# stack); with one, pip resolves the default CUDA build from pyproject's range.
 	command -v nvidia-smi >/dev/null 2>&1 || $(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev,eval]'
+	$(PIP) install -e '.[dev,eval,peft]'
 	touch $@
 
 install: $(VENV)/.installed

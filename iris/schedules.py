@@ -1,0 +1,363 @@
+"""Schedules of the IRIS order α: constant, decaying, and adaptive to a measured gap.
+
+This module owns how α changes over the optimisation steps of one self-play iteration
+and across iterations. A schedule is a small object built from a name and parameters
+(:func:`make_schedule`, e.g. ``{"name": "adaptive", "alpha_min": 0.5}``); the trainer
+asks it for α at the start of every optimisation step (:meth:`AlphaSchedule.alpha`, given
+a :class:`Progress`) and feeds it what it measured (:meth:`AlphaSchedule.observe`, given a
+:class:`Measurement`). Whatever a schedule remembers between calls (the first measured
+gap, a smoothed gap) is its *state*: ``state_dict()``/``load_state_dict()`` round-trip it
+through plain JSON-able dicts, so the self-play loop can carry it from one iteration to
+the next and a resumed run can restore it from a checkpoint. Schedules import nothing
+from torch and are pure given their state.
+
+Schedules:
+
+- ``constant``: α fixed.
+- ``linear`` / ``cosine``: α decays from ``start`` to ``end`` over the optimisation steps
+  of an iteration (``over="steps"``) or over ``num_iterations`` self-play iterations
+  (``over="iterations"``). The first step (iteration) gets ``start``, the last ``end``.
+- ``adaptive``: a monotone map of a measured gap D̂ into ``[alpha_min, alpha_max]``
+  (default [0.5, 2]): ``α = alpha_min + (alpha_max − alpha_min) · clip(D̂ / D̂₀, 0, 1)``.
+  **This formula is a choice of this project** (objective.md, "Adaptive order
+  schedule"): the IRIS paper states only that α is large when the estimated gap is
+  large (mode-covering early) and small near convergence (mode-seeking). Two gaps:
+
+  * ``gap="reference"`` (default, free): D̂ = mean per-token log p_θt(y') − mean
+    per-token log p_θt(y), synthetic minus annotated under the opponent θt, measured by
+    the trainer from the precomputed reference log-probs once per iteration. It is 0
+    when p_θt = p_data.
+  * ``gap="variational"``: the running variational estimate −L_α (a lower bound on
+    R_α(p_data ‖ p_θt)), measured after every optimisation step. It is 0 at the start of
+    every iteration (θ = θt gives zero rewards) and grows as θ learns, so use it with
+    ``normalizer="max"``.
+
+  D̂₀ is the first gap observed (``normalizer="first"``, objective.md's formula) or the
+  largest gap observed so far (``normalizer="max"``); a non-positive D̂₀ maps a positive
+  gap to ``alpha_max`` and a non-positive one to ``alpha_min``. ``smoothing`` ∈ [0, 1)
+  applies an exponential moving average to the observed gaps. Before any observation α =
+  ``alpha_max``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "SCHEDULES",
+    "AdaptiveSchedule",
+    "AlphaSchedule",
+    "ConstantSchedule",
+    "CosineDecaySchedule",
+    "LinearDecaySchedule",
+    "Measurement",
+    "Progress",
+    "adaptive_alpha",
+    "make_schedule",
+]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where training stands when α is requested.
+
+    Attributes:
+        step: optimisation steps completed in this iteration (0 for the first step).
+        total_steps: optimisation steps this iteration will run (≥ 1).
+        iteration: index of the self-play iteration (0-based).
+    """
+
+    step: int
+    total_steps: int
+    iteration: int = 0
+
+    def __post_init__(self) -> None:
+        if self.total_steps < 1 or not 0 <= self.step or self.iteration < 0:
+            raise ValueError(f"invalid progress {self}")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Quantities the trainer measured; ``None`` means "not measured this time".
+
+    Attributes:
+        reference_gap: D̂ = mean per-token log p_θt(y') − mean per-token log p_θt(y)
+            (synthetic minus annotated under the opponent θt), once per iteration.
+        variational_gap: −L_α over the last optimisation batch (IRIS only).
+    """
+
+    reference_gap: float | None = None
+    variational_gap: float | None = None
+
+
+def _finite(value: float, name: str) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def _positive(value: float, name: str) -> float:
+    value = _finite(value, name)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+class AlphaSchedule(ABC):
+    """Base class: α for a :class:`Progress`, updated by :class:`Measurement` s.
+
+    Subclasses are dataclasses whose fields are the schedule's parameters (fixed) and
+    whose mutable state, if any, is returned by :meth:`state_dict`.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def alpha(self, progress: Progress) -> float:
+        """α for the optimisation step described by ``progress``."""
+
+    def observe(self, measurement: Measurement) -> None:  # noqa: B027 - optional hook
+        """Record a measurement (no-op for schedules that do not adapt)."""
+
+    def measurements(self) -> frozenset[str]:
+        """Names of the :class:`Measurement` fields this schedule reads."""
+        return frozenset()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The mutable state, as a JSON-able dict (empty for stateless schedules)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the state returned by :meth:`state_dict`."""
+        if state:
+            raise ValueError(f"schedule {self.name!r} has no state, got keys {sorted(state)}")
+
+    def config(self) -> dict[str, Any]:
+        """The schedule as ``{"name": ..., **parameters}``, accepted by :func:`make_schedule`."""
+        params = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}  # type: ignore[arg-type]
+        return {"name": self.name, **params}
+
+
+@dataclass
+class ConstantSchedule(AlphaSchedule):
+    """α fixed at ``alpha``."""
+
+    name: ClassVar[str] = "constant"
+    alpha_value: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.alpha_value = _positive(self.alpha_value, "alpha")
+
+    def alpha(self, progress: Progress) -> float:
+        return self.alpha_value
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "alpha": self.alpha_value}
+
+
+def _fraction(progress: Progress, over: str, num_iterations: int | None) -> float:
+    """How far through the decay we are, in [0, 1]: 0 at the first step/iteration, 1 at the last."""
+    if over == "steps":
+        position, last = progress.step, progress.total_steps - 1
+    else:
+        assert num_iterations is not None
+        position, last = progress.iteration, num_iterations - 1
+    return 1.0 if last <= 0 else min(1.0, position / last)
+
+
+@dataclass
+class _DecaySchedule(AlphaSchedule):
+    start: float = 2.0
+    end: float = 0.5
+    over: str = "steps"
+    num_iterations: int | None = None
+
+    def __post_init__(self) -> None:
+        self.start = _positive(self.start, "start")
+        self.end = _positive(self.end, "end")
+        if self.over not in ("steps", "iterations"):
+            raise ValueError(f"over must be 'steps' or 'iterations', got {self.over!r}")
+        if self.over == "iterations":
+            if self.num_iterations is None or int(self.num_iterations) < 1:
+                raise ValueError("over='iterations' needs num_iterations >= 1")
+            self.num_iterations = int(self.num_iterations)
+        elif self.num_iterations is not None:
+            raise ValueError("num_iterations applies only to over='iterations'")
+
+    def alpha(self, progress: Progress) -> float:
+        return self._interpolate(_fraction(progress, self.over, self.num_iterations))
+
+    @abstractmethod
+    def _interpolate(self, fraction: float) -> float: ...
+
+
+@dataclass
+class LinearDecaySchedule(_DecaySchedule):
+    """``α = start + (end − start) · f``, f the fraction of steps (or iterations) done."""
+
+    name: ClassVar[str] = "linear"
+
+    def _interpolate(self, fraction: float) -> float:
+        return self.start + (self.end - self.start) * fraction
+
+
+@dataclass
+class CosineDecaySchedule(_DecaySchedule):
+    """``α = end + (start − end) · (1 + cos(π f)) / 2``."""
+
+    name: ClassVar[str] = "cosine"
+
+    def _interpolate(self, fraction: float) -> float:
+        return self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+
+def adaptive_alpha(gap: float, initial_gap: float, alpha_min: float, alpha_max: float) -> float:
+    """The adaptive map ``α_min + (α_max − α_min) · clip(gap / initial_gap, 0, 1)``.
+
+    Nondecreasing in ``gap`` for any fixed ``initial_gap``; a non-positive ``initial_gap``
+    maps ``gap > 0`` to ``alpha_max`` and ``gap ≤ 0`` to ``alpha_min``. [choice]
+
+    >>> adaptive_alpha(0.5, 1.0, 0.5, 2.0)
+    1.25
+    """
+    if initial_gap > 0:
+        ratio = min(1.0, max(0.0, gap / initial_gap))
+    else:
+        ratio = 1.0 if gap > 0 else 0.0
+    # Clamped: in floating point alpha_min + (alpha_max − alpha_min) · 1 may exceed alpha_max by an ulp.
+    return min(alpha_max, max(alpha_min, alpha_min + (alpha_max - alpha_min) * ratio))
+
+
+@dataclass
+class AdaptiveSchedule(AlphaSchedule):
+    """α from a measured gap, mapped monotonically into ``[alpha_min, alpha_max]`` (module docstring)."""
+
+    name: ClassVar[str] = "adaptive"
+    alpha_min: float = 0.5
+    alpha_max: float = 2.0
+    gap: str = "reference"
+    normalizer: str = "first"
+    smoothing: float = 0.0
+    # State (not constructor arguments).
+    initial_gap: float | None = field(default=None, init=False)
+    current_gap: float | None = field(default=None, init=False)
+    observations: int = field(default=0, init=False)
+
+    _GAPS: ClassVar[dict[str, str]] = {
+        "reference": "reference_gap",
+        "variational": "variational_gap",
+    }
+
+    def __post_init__(self) -> None:
+        self.alpha_min = _positive(self.alpha_min, "alpha_min")
+        self.alpha_max = _positive(self.alpha_max, "alpha_max")
+        if self.alpha_min > self.alpha_max:
+            raise ValueError(
+                f"alpha_min ({self.alpha_min}) must be <= alpha_max ({self.alpha_max})"
+            )
+        if self.gap not in self._GAPS:
+            raise ValueError(f"gap must be one of {sorted(self._GAPS)}, got {self.gap!r}")
+        if self.normalizer not in ("first", "max"):
+            raise ValueError(f"normalizer must be 'first' or 'max', got {self.normalizer!r}")
+        self.smoothing = _finite(self.smoothing, "smoothing")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
+
+    def measurements(self) -> frozenset[str]:
+        return frozenset({self._GAPS[self.gap]})
+
+    def observe(self, measurement: Measurement) -> None:
+        value = getattr(measurement, self._GAPS[self.gap])
+        if value is None:
+            return
+        value = _finite(value, self._GAPS[self.gap])
+        if self.current_gap is None:
+            self.current_gap = value
+        else:
+            self.current_gap = self.smoothing * self.current_gap + (1.0 - self.smoothing) * value
+        if self.initial_gap is None:
+            self.initial_gap = self.current_gap
+        elif self.normalizer == "max":
+            self.initial_gap = max(self.initial_gap, self.current_gap)
+        self.observations += 1
+
+    def alpha(self, progress: Progress) -> float:
+        if self.current_gap is None or self.initial_gap is None:
+            return self.alpha_max
+        return adaptive_alpha(self.current_gap, self.initial_gap, self.alpha_min, self.alpha_max)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "initial_gap": self.initial_gap,
+            "current_gap": self.current_gap,
+            "observations": self.observations,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        unknown = set(state) - {"initial_gap", "current_gap", "observations"}
+        if unknown:
+            raise ValueError(f"unknown adaptive-schedule state keys {sorted(unknown)}")
+        self.initial_gap = None if state.get("initial_gap") is None else float(state["initial_gap"])
+        self.current_gap = None if state.get("current_gap") is None else float(state["current_gap"])
+        self.observations = int(state.get("observations", 0))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "alpha_min": self.alpha_min,
+            "alpha_max": self.alpha_max,
+            "gap": self.gap,
+            "normalizer": self.normalizer,
+            "smoothing": self.smoothing,
+        }
+
+
+SCHEDULES: dict[str, type[AlphaSchedule]] = {
+    "constant": ConstantSchedule,
+    "linear": LinearDecaySchedule,
+    "cosine": CosineDecaySchedule,
+    "adaptive": AdaptiveSchedule,
+}
+
+
+def make_schedule(spec: Mapping[str, Any] | str | float) -> AlphaSchedule:
+    """Build a schedule from ``{"name": ..., **params}``, a name, a JSON object string, or a number.
+
+    A number means ``{"name": "constant", "alpha": number}``. Unknown names and unknown
+    parameters raise ``ValueError`` naming the allowed ones.
+
+    >>> make_schedule({"name": "linear", "start": 2.0, "end": 1.0}).alpha(Progress(1, 3))
+    1.5
+    """
+    if isinstance(spec, bool):
+        raise ValueError(f"not a schedule: {spec!r}")
+    if isinstance(spec, int | float):
+        return ConstantSchedule(float(spec))
+    if isinstance(spec, str):
+        spec = json.loads(spec) if spec.lstrip().startswith("{") else {"name": spec}
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"a schedule is a mapping with a 'name', got {type(spec).__name__}")
+    params = dict(spec)
+    name = params.pop("name", None)
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown alpha schedule {name!r}; known: {sorted(SCHEDULES)}")
+    cls = SCHEDULES[name]
+    if cls is ConstantSchedule:
+        allowed = {"alpha"}
+        if "alpha" in params:
+            params["alpha_value"] = params.pop("alpha")
+    else:
+        allowed = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = set(params) - allowed - ({"alpha_value"} if cls is ConstantSchedule else set())
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {sorted(unknown)} for alpha schedule {name!r}; allowed: {sorted(allowed)}"
+        )
+    return cls(**params)
