@@ -70,6 +70,20 @@ def _add_selfplay_arguments(parser: argparse.ArgumentParser, *, stage: str | Non
     parser.epilog = "Any further --section.key value pairs override the config."
 
 
+def _demo(args: argparse.Namespace) -> int:
+    """Every method on the known-target testbed from one warm start; prints the table."""
+    from iris.testbed.demo import DemoSettings, run_demo
+
+    changes = {} if args.seeds is None else {"seeds": args.seeds}
+    settings = DemoSettings.quick(**changes) if args.quick else DemoSettings(**changes)
+    results = run_demo(args.output_dir, settings, workers=args.workers)
+    print()
+    print(results["table"])
+    out = args.output_dir
+    print(f"\n{out}/results.md\n{out}/results.json\n{out}/runs/  ({results['seconds']:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iris", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_eval_arguments(evaluate)
     evaluate.set_defaults(run=run_eval)
+
+    demo = commands.add_parser("demo", help=_demo.__doc__)
+    demo.add_argument("--output-dir", default="outputs/demo", help="where runs and results go")
+    demo.add_argument("--seeds", type=int, default=None, help="seeds per method (default 2; quick 1)")
+    demo.add_argument("--quick", action="store_true", help="CI-sized: 128 samples, 2 iterations")
+    demo.add_argument("--workers", type=int, default=2, help="parallel worker processes")
+    demo.set_defaults(run=_demo)
 
     selfplay = commands.add_parser("selfplay", help=_selfplay.__doc__)
     _add_selfplay_arguments(selfplay, stage=None)

@@ -625,9 +625,20 @@ class DataConfig:
         default=False,
         metadata=_help("Skip (and count) rows failing validation instead of raising."),
     )
+    repeated_prompts: bool = dataclasses.field(
+        default=False,
+        metadata=_help(
+            "Several annotated responses per prompt (the embedded testbed): rows are not "
+            "deduplicated by prompt; no held-out prompts."
+        ),
+    )
 
     def __post_init__(self) -> None:
         _require(bool(self.source), "data.source must not be empty")
+        _require(
+            not (self.repeated_prompts and self.n_heldout),
+            "data.n_heldout must be 0 with data.repeated_prompts (held-out prompts would repeat training prompts)",
+        )
         _require(
             self.n_train is None or self.n_train > 0,
             f"data.n_train must be positive, got {self.n_train}",

@@ -111,12 +111,16 @@ def first_turn(messages: Any, where: str) -> tuple[str, str]:
     return messages[0]["content"], messages[1]["content"]
 
 
-def row_to_record(row: Mapping[str, Any], *, where: str, index: int) -> Record:
+def row_to_record(
+    row: Mapping[str, Any], *, where: str, index: int, repeated_prompts: bool = False
+) -> Record:
     """Validate one source row and convert it to a canonical record.
 
     Accepted rows: chat rows with ``messages`` (first turn taken, as for UltraChat's
     ``prompt``/``messages`` columns), or pair rows with ``prompt`` and ``real`` (alias
-    ``response``).
+    ``response``). The id is the prompt's (:func:`prompt_id`); with ``repeated_prompts``
+    (several annotated responses per prompt, as in the embedded testbed) it is the id of
+    (prompt, row index), so rows with the same prompt stay distinct.
     """
     if not isinstance(row, Mapping):
         raise ValueError(f"{where}: expected an object, got {type(row).__name__}")
@@ -135,7 +139,10 @@ def row_to_record(row: Mapping[str, Any], *, where: str, index: int) -> Record:
                 raise _invalid(where, field, f"must be a string, got {type(value).__name__}")
             if not value.strip():
                 raise _invalid(where, field, "is empty")
-    return {"id": prompt_id(prompt), "prompt": prompt, "real": real, "source_index": index}
+    record_id = prompt_id(
+        f"{normalize_prompt(prompt)}\u0000{index}" if repeated_prompts else prompt
+    )
+    return {"id": record_id, "prompt": prompt, "real": real, "source_index": index}
 
 
 def deduplicate(records: Iterable[Record]) -> tuple[list[Record], int]:
@@ -283,6 +290,7 @@ def load_annotated(
     split: str = "train_sft",
     revision: str | None = None,
     skip_invalid: bool = False,
+    repeated_prompts: bool = False,
 ) -> LoadedData:
     """Load (prompt, annotated response) records from a hub id or a local file.
 
@@ -296,7 +304,14 @@ def load_annotated(
     for index, row in enumerate(rows):
         n_rows += 1
         try:
-            records.append(row_to_record(row, where=f"{label} row {index}", index=index))
+            records.append(
+                row_to_record(
+                    row,
+                    where=f"{label} row {index}",
+                    index=index,
+                    repeated_prompts=repeated_prompts,
+                )
+            )
         except ValueError:
             if not skip_invalid:
                 raise
@@ -406,6 +421,7 @@ def prepare_data(config: DataConfig) -> DataSplit:
         split=config.split,
         revision=config.revision,
         skip_invalid=config.skip_invalid,
+        repeated_prompts=config.repeated_prompts,
     )
     candidates = None
     heldout_stats: dict[str, Any] = {}

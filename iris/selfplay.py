@@ -50,6 +50,7 @@ from iris.generation import (
     read_generations,
 )
 from iris.runs import RunDir, atomic_write_json, read_json
+from iris.sft import SFT_LOSS, train_sft
 
 if TYPE_CHECKING:
     from iris.evaluation.base import Evaluator
@@ -72,10 +73,15 @@ def _loss_name(config: SelfPlayConfig) -> str:
     return str(config.training.get("loss", "iris"))
 
 
+def _is_supervised(config: SelfPlayConfig) -> bool:
+    """``training.loss: sft``: the SFT baseline, trained by the same loop without generation."""
+    return _loss_name(config) == SFT_LOSS
+
+
 def _needs_proto(config: SelfPlayConfig) -> bool:
     from iris.trainer import loss_spec
 
-    return "proto" in loss_spec(_loss_name(config)).extra_groups
+    return not _is_supervised(config) and "proto" in loss_spec(_loss_name(config)).extra_groups
 
 
 def _model_path(config: SelfPlayConfig, run: RunDir, iteration: int) -> tuple[str, str | None]:
@@ -208,16 +214,23 @@ def _stage_train(
     from transformers.trainer_utils import get_last_checkpoint
 
     from iris.schedules import make_schedule
-    from iris.trainer import METRICS_FILE, SCHEDULE_FILE, IrisConfig, IrisTrainer
+    from iris.trainer import SCHEDULE_FILE, IrisConfig, IrisTrainer
 
     iteration_dir = run.iteration_dir(iteration)
+    settings = config.training_for_iteration(iteration)
+    settings.setdefault("seed", derive_seed(config.seed, "train", iteration) % 2**31)
+    model_path, revision = _model_path(config, run, iteration)
+    dtype = getattr(torch, config.model.dtype) if config.model.dtype != "auto" else "auto"
+    if _is_supervised(config):
+        with run.stage("train", iteration) as info:
+            model = AutoModelForCausalLM.from_pretrained(model_path, revision=revision, dtype=dtype)
+            trainer = train_sft(model, tokenizer, records, settings, output_dir=iteration_dir)
+            return _finish_training(run, state, iteration, trainer, tokenizer, info, [])
     with run.stage("train", iteration) as info:
         rows = _training_rows(config, run, iteration, records, tokenizer, proto)
         if state.is_main_process:
             write_records(run.train_data_path(iteration), rows)
         state.wait_for_everyone()
-        settings = config.training_for_iteration(iteration)
-        settings.setdefault("seed", derive_seed(config.seed, "train", iteration) % 2**31)
         args = IrisConfig(output_dir=str(iteration_dir), iteration=iteration, **settings)
         schedule = None
         if args.alpha_schedule is not None:
@@ -225,8 +238,6 @@ def _stage_train(
             previous = _schedule_state(run, iteration)
             if previous is not None:
                 schedule.load_state_dict(previous.get("state", {}))
-        model_path, revision = _model_path(config, run, iteration)
-        dtype = getattr(torch, config.model.dtype) if config.model.dtype != "auto" else "auto"
         model = AutoModelForCausalLM.from_pretrained(model_path, revision=revision, dtype=dtype)
         trainer = IrisTrainer(
             model,
@@ -236,23 +247,30 @@ def _stage_train(
             alpha_schedule=schedule,
         )
         checkpoint = get_last_checkpoint(str(iteration_dir)) if iteration_dir.is_dir() else None
-        result = trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.save_model(str(run.model_dir(iteration)))
-        if state.is_main_process:
-            tokenizer.save_pretrained(str(run.model_dir(iteration)))
-            for stale in iteration_dir.glob("checkpoint-*"):
-                shutil.rmtree(stale)
-        info.update(rows=len(rows), steps=result.global_step, train_loss=result.training_loss)
-        state.wait_for_everyone()
-        outputs = [
-            run.train_data_path(iteration),
-            run.model_dir(iteration),
-            iteration_dir / METRICS_FILE,
-        ]
+        trainer.train(resume_from_checkpoint=checkpoint)
+        info.update(rows=len(rows))
+        outputs = [run.train_data_path(iteration)]
         if (iteration_dir / SCHEDULE_FILE).is_file():
             outputs.append(iteration_dir / SCHEDULE_FILE)
-        run.mark_done("train", outputs, iteration)
-        return trainer.model
+        return _finish_training(run, state, iteration, trainer, tokenizer, info, outputs)
+
+
+def _finish_training(run: RunDir, state, iteration: int, trainer, tokenizer, info, outputs):
+    """Save θt+1 and its tokenizer, drop the checkpoints, mark the stage done."""
+    from iris.trainer import METRICS_FILE
+
+    iteration_dir = run.iteration_dir(iteration)
+    trainer.save_model(str(run.model_dir(iteration)))
+    if state.is_main_process:
+        tokenizer.save_pretrained(str(run.model_dir(iteration)))
+        for stale in iteration_dir.glob("checkpoint-*"):
+            shutil.rmtree(stale)
+    info.update(steps=trainer.state.global_step)
+    state.wait_for_everyone()
+    run.mark_done(
+        "train", [*outputs, run.model_dir(iteration), iteration_dir / METRICS_FILE], iteration
+    )
+    return trainer.model
 
 
 def _stage_eval(
@@ -365,7 +383,7 @@ def run_selfplay(
     else:
         last = config.iterations - 1 if skip.iteration is None else skip.iteration
     for t in range(last + 1):
-        if skip.allows(run, "generate", t):
+        if not _is_supervised(config) and skip.allows(run, "generate", t):
             _generate(
                 config,
                 run,

@@ -151,6 +151,18 @@ def test_duplicate_prompts_are_dropped(tmp_path):
     assert loaded.records[3]["real"] == "answer 3.0"  # first occurrence kept
 
 
+def test_repeated_prompts_keep_every_row(tmp_path):
+    """The testbed's data: many annotated responses per prompt, each its own record."""
+    rows = [{"prompt": "p0", "real": f"s{i % 3}"} for i in range(6)]
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    loaded = load_annotated(path, repeated_prompts=True)
+    assert len(loaded.records) == 6 and loaded.n_duplicates == 0
+    assert len({r["id"] for r in loaded.records}) == 6
+    assert len(load_annotated(path).records) == 1
+    with pytest.raises(ValueError, match="n_heldout must be 0"):
+        DataConfig(source=str(path), repeated_prompts=True, n_heldout=2)
+
+
 def test_hub_source_calls_load_dataset_with_pinned_revision(monkeypatch):
     calls = []
 

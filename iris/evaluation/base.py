@@ -122,7 +122,10 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # kind -> (the registered class or function, the factory built from it)
 _REGISTRY: dict[str, tuple[Any, EvaluatorFactory]] = {}
 # Built-in kinds whose module registers them on import (kept lazy: lm-eval is an extra).
-_BUILTIN_MODULES: dict[str, str] = {"lm_eval": "iris.evaluation.lm_eval_evaluator"}
+_BUILTIN_MODULES: dict[str, str] = {
+    "lm_eval": "iris.evaluation.lm_eval_evaluator",
+    "testbed": "iris.testbed.evaluator",
+}
 
 
 def register_evaluator(kind: str) -> Callable[[_F], _F]:
@@ -160,7 +163,7 @@ def make_evaluator(config: Mapping[str, Any]) -> Evaluator:
     >>> make_evaluator({"kind": "nope"})
     Traceback (most recent call last):
     ...
-    iris.config.ConfigError: evaluation.kind: unknown evaluator kind 'nope'; known kinds: ['lm_eval']
+    iris.config.ConfigError: evaluation.kind: unknown evaluator kind 'nope'; known kinds: ['lm_eval', 'testbed']
     """
     from iris.config import ConfigError
 
