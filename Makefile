@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/iris check
+	$(VENV)/bin/iris demo --output-dir outputs/demo
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

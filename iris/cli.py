@@ -80,7 +80,10 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(results["table"])
     out = args.output_dir
-    print(f"\n{out}/results.md\n{out}/results.json\n{out}/runs/  ({results['seconds']:.0f} s)")
+    print(f"\n{out}/results.md\n{out}/results.json\n{out}/runs/")
+    for path in results["figures"]:
+        print(path)
+    print(f"{out}/figures/INDEX.md  ({results['seconds']:.0f} s)")
     return 0
 
 
@@ -101,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help=_demo.__doc__)
     demo.add_argument("--output-dir", default="outputs/demo", help="where runs and results go")
-    demo.add_argument("--seeds", type=int, default=None, help="seeds per method (default 2; quick 1)")
+    demo.add_argument(
+        "--seeds", type=int, default=None, help="seeds per method (default 2; quick 1)"
+    )
     demo.add_argument("--quick", action="store_true", help="CI-sized: 128 samples, 2 iterations")
     demo.add_argument("--workers", type=int, default=2, help="parallel worker processes")
     demo.set_defaults(run=_demo)

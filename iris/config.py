@@ -761,6 +761,12 @@ class SelfPlayConfig:
     betas: list[float] | None = dataclasses.field(
         default=None, metadata=_help("Per-iteration β (one per iteration) replacing training.beta.")
     )
+    per_iteration: dict[str, list[Any]] = dataclasses.field(
+        default_factory=dict,
+        metadata=_help(
+            "Other training keys with one value per iteration, e.g. T-SPIN's {lam: [0, 0.1, 0.1]}."
+        ),
+    )
     seed: int = dataclasses.field(
         default=0, metadata=_help("Run seed (generation and training seeds derive from it).")
     )
@@ -799,6 +805,14 @@ class SelfPlayConfig:
                 all(v > 0 and math.isfinite(v) for v in values),
                 f"{name} must be positive and finite, got {values}",
             )
+        self._check_per_iteration()
+
+    def _check_per_iteration(self) -> None:
+        for key, values in self.per_iteration.items():
+            _require(
+                isinstance(values, list) and len(values) == self.iterations,
+                f"per_iteration.{key} needs one value per iteration ({self.iterations}), got {values!r}",
+            )
 
     def training_for_iteration(self, iteration: int) -> dict[str, Any]:
         """The ``training`` mapping for iteration ``t`` with its learning rate and β applied."""
@@ -811,4 +825,6 @@ class SelfPlayConfig:
             training["learning_rate"] = self.learning_rates[iteration]
         if self.betas is not None:
             training["beta"] = self.betas[iteration]
+        for key, values in self.per_iteration.items():
+            training[key] = values[iteration]
         return training

@@ -37,6 +37,14 @@ Schedules:
   gap to ``alpha_max`` and a non-positive one to ``alpha_min``. ``smoothing`` ∈ [0, 1)
   applies an exponential moving average to the observed gaps. Before any observation α =
   ``alpha_max``.
+
+  ``update="step"`` (default) recomputes α at every step from the gap observed so far.
+  ``update="iteration"`` holds α fixed within a self-play iteration: at the first step of
+  iteration t it is set from the gap as it stood when iteration t − 1 ended (for the
+  variational gap: the trained −L_α, the estimate of R_α(p_data ‖ p_θt−1) that iteration
+  reached), then the iteration's own observations start afresh. D̂₀ is then the gap at
+  the end of the first iteration, and iteration 0 runs at ``alpha_max``. This is the
+  per-iteration reading of "α large while the measured gap is large". [choice]
 """
 
 from __future__ import annotations
@@ -245,10 +253,21 @@ class AdaptiveSchedule(AlphaSchedule):
     gap: str = "reference"
     normalizer: str = "first"
     smoothing: float = 0.0
+    update: str = "step"
     # State (not constructor arguments).
     initial_gap: float | None = field(default=None, init=False)
     current_gap: float | None = field(default=None, init=False)
     observations: int = field(default=0, init=False)
+    held_iteration: int | None = field(default=None, init=False)
+    held_alpha: float | None = field(default=None, init=False)
+
+    _STATE: ClassVar[tuple[str, ...]] = (
+        "initial_gap",
+        "current_gap",
+        "observations",
+        "held_iteration",
+        "held_alpha",
+    )
 
     _GAPS: ClassVar[dict[str, str]] = {
         "reference": "reference_gap",
@@ -269,6 +288,8 @@ class AdaptiveSchedule(AlphaSchedule):
         self.smoothing = _finite(self.smoothing, "smoothing")
         if not 0.0 <= self.smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
+        if self.update not in ("step", "iteration"):
+            raise ValueError(f"update must be 'step' or 'iteration', got {self.update!r}")
 
     def measurements(self) -> frozenset[str]:
         return frozenset({self._GAPS[self.gap]})
@@ -282,30 +303,53 @@ class AdaptiveSchedule(AlphaSchedule):
             self.current_gap = value
         else:
             self.current_gap = self.smoothing * self.current_gap + (1.0 - self.smoothing) * value
-        if self.initial_gap is None:
-            self.initial_gap = self.current_gap
-        elif self.normalizer == "max":
-            self.initial_gap = max(self.initial_gap, self.current_gap)
+        if self.update == "step":
+            self._update_normalizer(self.current_gap)
         self.observations += 1
 
+    def _update_normalizer(self, gap: float) -> None:
+        if self.initial_gap is None:
+            self.initial_gap = gap
+        elif self.normalizer == "max":
+            self.initial_gap = max(self.initial_gap, gap)
+
     def alpha(self, progress: Progress) -> float:
+        if self.update == "iteration":
+            return self._iteration_alpha(progress.iteration)
         if self.current_gap is None or self.initial_gap is None:
             return self.alpha_max
         return adaptive_alpha(self.current_gap, self.initial_gap, self.alpha_min, self.alpha_max)
 
+    def _iteration_alpha(self, iteration: int) -> float:
+        """α held for ``iteration``, set at its first request from the gap left by the last."""
+        if self.held_iteration != iteration or self.held_alpha is None:
+            gap = self.current_gap  # where the previous iteration ended (None at the start)
+            if gap is None:
+                self.held_alpha = self.alpha_max
+            else:
+                self._update_normalizer(gap)
+                assert self.initial_gap is not None
+                self.held_alpha = adaptive_alpha(
+                    gap, self.initial_gap, self.alpha_min, self.alpha_max
+                )
+            self.held_iteration, self.current_gap = iteration, None
+        return self.held_alpha
+
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "initial_gap": self.initial_gap,
-            "current_gap": self.current_gap,
-            "observations": self.observations,
-        }
+        return {name: getattr(self, name) for name in self._STATE}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        unknown = set(state) - {"initial_gap", "current_gap", "observations"}
+        unknown = set(state) - set(self._STATE)
         if unknown:
             raise ValueError(f"unknown adaptive-schedule state keys {sorted(unknown)}")
-        self.initial_gap = None if state.get("initial_gap") is None else float(state["initial_gap"])
-        self.current_gap = None if state.get("current_gap") is None else float(state["current_gap"])
+
+        def number(name: str) -> float | None:
+            return None if state.get(name) is None else float(state[name])
+
+        self.initial_gap, self.current_gap = number("initial_gap"), number("current_gap")
+        self.held_alpha = number("held_alpha")
+        held = state.get("held_iteration")
+        self.held_iteration = None if held is None else int(held)
         self.observations = int(state.get("observations", 0))
 
     def config(self) -> dict[str, Any]:
@@ -316,6 +360,7 @@ class AdaptiveSchedule(AlphaSchedule):
             "gap": self.gap,
             "normalizer": self.normalizer,
             "smoothing": self.smoothing,
+            "update": self.update,
         }
 
 

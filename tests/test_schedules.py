@@ -161,3 +161,41 @@ def test_bad_state_and_measurements_are_rejected():
 
 def test_json_string_specs():
     assert make_schedule('{"name": "linear", "start": 3.0}').config()["start"] == 3.0
+
+
+def test_adaptive_per_iteration_holds_alpha_and_follows_the_end_of_iteration_gap():
+    """update="iteration": iteration 0 at alpha_max; iteration t at the map of the gap with
+    which iteration t − 1 ended (D̂₀ = the first such gap); α constant within an iteration."""
+    schedule = make_schedule(
+        {
+            "name": "adaptive",
+            "gap": "variational",
+            "update": "iteration",
+            "alpha_min": 0.5,
+            "alpha_max": 2.0,
+        }
+    )
+    for step, gap in enumerate((0.0, 0.3, 1.0)):  # −L_α grows from 0 as iteration 0 trains
+        assert schedule.alpha(Progress(step, 3, iteration=0)) == 2.0
+        schedule.observe(Measurement(variational_gap=gap))
+    assert schedule.alpha(Progress(0, 3, iteration=1)) == 2.0  # gap 1.0 = D̂₀
+    for gap in (0.0, 0.2, 0.4):
+        schedule.observe(Measurement(variational_gap=gap))
+        assert schedule.alpha(Progress(1, 3, iteration=1)) == 2.0  # held
+    state = json.loads(json.dumps(schedule.state_dict()))
+    resumed = make_schedule(schedule.config())
+    resumed.load_state_dict(state)
+    expected = 0.5 + 1.5 * 0.4
+    assert resumed.alpha(Progress(0, 3, iteration=2)) == pytest.approx(expected)
+    assert schedule.alpha(Progress(0, 3, iteration=2)) == pytest.approx(expected)
+
+
+def test_adaptive_per_iteration_with_the_reference_gap():
+    """The reference gap is observed once, before the iteration's first step: α follows it."""
+    schedule = make_schedule({"name": "adaptive", "update": "iteration"})
+    schedule.observe(Measurement(reference_gap=0.8))
+    assert schedule.alpha(Progress(0, 4, iteration=0)) == 2.0  # D̂₀ = 0.8
+    schedule.observe(Measurement(reference_gap=0.2))
+    assert schedule.alpha(Progress(0, 4, iteration=1)) == pytest.approx(0.5 + 1.5 * 0.25)
+    with pytest.raises(ValueError, match="update"):
+        make_schedule({"name": "adaptive", "update": "epoch"})

@@ -273,6 +273,8 @@ def test_every_registry_loss_trains(policy, tmp_path, loss):
         "learning_rate",
         "tokens_per_second",
         "rewards/margin",
+        "rewards/real_std",
+        "rewards/generated_std",
         "num_tokens",
     }
     expected |= {
@@ -288,6 +290,8 @@ def test_every_registry_loss_trains(policy, tmp_path, loss):
     assert "logps/proto" in logged[0] or "proto" not in trainer.loss_spec.groups
     file_rows = [row for row in _metrics_file(tmp_path) if "loss" in row]
     assert [row["step"] for row in file_rows] == [1, 2, 3]
+    assert logged[0]["rewards/real_std"] == 0.0  # θ = θt at the first step: every reward is 0
+    assert logged[-1]["rewards/real_std"] > 0.0
     assert file_rows[-1]["loss"] == pytest.approx(logged[-1]["loss"])
 
 
@@ -586,3 +590,42 @@ def test_trainer_needs_an_iris_config(policy, tmp_path):
             args=DPOConfig(output_dir=str(tmp_path), report_to="none", bf16=False),
             train_dataset=Dataset.from_list(make_rows(4)),
         )
+
+
+def test_unterminated_generations_get_no_eos(policy, tmp_path):
+    """String rows: TRL appends EOS to every response; rows flagged ``<group>_truncated``
+    (cut at max_new_tokens) have it removed again, terminated ones keep it."""
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    eos = tokenizer.eos_token
+    rows = [
+        {
+            "prompt": "<|user|> w1 <|assistant|>",
+            "real": " w2 w3 <eos>",
+            "generated": " w4 w5",
+            "generated_truncated": True,
+            "proto": " w6",
+            "proto_truncated": True,
+        },
+        {
+            "prompt": "<|user|> w2 <|assistant|>",
+            "real": " w3 <eos>",
+            "generated": " w7 <eos>",
+            "generated_truncated": False,
+            "proto": " w8 <eos>",
+            "proto_truncated": False,
+        },
+    ]
+    assert eos == "<eos>"
+    data = _trainer(policy, rows, tmp_path, loss="tspin").train_dataset
+    eos_id = tokenizer.eos_token_id
+    by_row = dict(
+        zip(
+            data["iris_row"],
+            zip(data["rejected_ids"], data["proto_ids"], data["chosen_ids"], strict=True),
+            strict=True,
+        )
+    )
+    generated, proto, real = by_row[0]
+    assert generated[-1] != eos_id and proto[-1] != eos_id and real[-1] == eos_id
+    generated, proto, real = by_row[1]
+    assert generated[-1] == eos_id and proto[-1] == eos_id and generated.count(eos_id) == 1

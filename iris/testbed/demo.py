@@ -11,7 +11,8 @@ evaluator. Runs execute in parallel worker processes; a re-run skips what is don
 Every method shares the same learning rate, β, batch and data: the settings are chosen
 once for the testbed (see ``DemoSettings``), not per method, so differences between rows
 are the objectives' own. Results: ``results.json`` (every run's per-iteration metrics),
-``results.md`` (method × iteration, mean ± std over seeds) and figures.
+``results.md`` (method × iteration, mean ± std over seeds) and ``figures/`` (every figure
+and table ``paper_figures.make_all`` can build from the runs, listed in ``INDEX.md``).
 """
 
 from __future__ import annotations
@@ -44,11 +45,26 @@ METHODS: dict[str, dict[str, Any]] = {
     "iris-0.5": {"loss": "iris", "alpha": 0.5},
     "iris-1": {"loss": "iris", "alpha": 1.0},
     "iris-2": {"loss": "iris", "alpha": 2.0},
+    # α per iteration from the trained −L_α of the previous one (the free reference gap is
+    # negative throughout on this testbed: see LOG.md, 2026-11-21).
     "iris-adaptive": {
         "loss": "iris",
-        "alpha_schedule": {"name": "adaptive", "alpha_min": 0.5, "alpha_max": 2.0, "gap": "reference"},
+        "alpha_schedule": {
+            "name": "adaptive",
+            "alpha_min": 0.5,
+            "alpha_max": 2.0,
+            "gap": "variational",
+            "update": "iteration",
+            "smoothing": 0.9,
+        },
     },
+    # The data-efficiency comparison: SFT on 8× the annotated data of every other row.
+    "sft-8x": {"loss": "sft"},
 }
+# Annotated samples of a method, as a multiple of DemoSettings.n_annotated (nested subsets).
+DATA_FACTORS = {"sft-8x": 8}
+# T-SPIN's anchor weight is 0 at iteration 0 (the proto responses are θ0's own).
+PER_ITERATION = {"tspin": {"lam": lambda t: 0.0 if t == 0 else 0.1}}
 # Losses whose objective is not a function of β·logratio take no β.
 _NO_BETA = {"sft", "tspin"}
 
@@ -58,7 +74,9 @@ class DemoSettings:
     """The testbed experiment; ``quick()`` is the CI-sized variant."""
 
     target: TargetSpec = dataclasses.field(
-        default_factory=lambda: TargetSpec(num_prompts=4, num_symbols=4, max_length=5, seed=0)
+        default_factory=lambda: TargetSpec(
+            num_prompts=4, num_symbols=4, max_length=5, seed=0, concentration=0.3, mean_stop=0.35
+        )
     )
     n_annotated: int = 512
     iterations: int = 4
@@ -66,9 +84,9 @@ class DemoSettings:
     methods: tuple[str, ...] = tuple(METHODS)
     warm_start_epochs: float = 1.0
     warm_start_lr: float = 3e-3
-    learning_rate: float = 1e-3
-    beta: float = 0.5
-    batch_size: int = 32
+    learning_rate: float = 2e-4
+    beta: float = 2.0
+    batch_size: int = 8
     gradient_accumulation_steps: int = 2
     epochs_per_iteration: float = 1.0
     temperature: float = 1.0
@@ -99,14 +117,22 @@ def _shared_training(settings: DemoSettings) -> dict[str, Any]:
     }
 
 
-def run_config(settings: DemoSettings, method: str, seed: int, *, start: Path, data: Path, out: Path) -> dict:
+def run_config(
+    settings: DemoSettings, method: str, seed: int, *, start: Path, data: Path, out: Path
+) -> dict:
     """The SelfPlayConfig mapping of one (method, seed) run."""
     training = {**_shared_training(settings), **METHODS[method]}
     if METHODS[method]["loss"] not in _NO_BETA:
         training["beta"] = settings.beta
+    per_iteration = {
+        key: [value(t) for t in range(settings.iterations)]
+        for key, value in PER_ITERATION.get(method, {}).items()
+    }
+    n_train = settings.n_annotated * DATA_FACTORS.get(method, 1)
     return {
         "model": {"name_or_path": str(start)},
-        "data": {"source": str(data), "n_train": settings.n_annotated, "repeated_prompts": True, "seed": 0},
+        "data": {"source": str(data), "n_train": n_train, "repeated_prompts": True, "seed": 0},
+        "per_iteration": per_iteration,
         "generation": {
             "max_new_tokens": settings.target.max_length + 2,
             "batch_size": 256,
@@ -122,13 +148,9 @@ def run_config(settings: DemoSettings, method: str, seed: int, *, start: Path, d
 
 
 def _init_worker() -> None:
-    import sys
-
     import torch
 
-    torch.set_num_threads(1)
-    # The trainers print their log lines; the demo reports progress itself.
-    sys.stdout = open(os.devnull, "w")
+    torch.set_num_threads(1)  # one core per worker
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import logging
 
@@ -141,13 +163,19 @@ def _init_worker() -> None:
 
 
 def _run_one(config: dict[str, Any]) -> str:
-    """Worker: one (method, seed) self-play run through the real loop (resumable)."""
+    """Worker: one (method, seed) self-play run through the real loop (resumable); its
+    console output goes to ``<run dir>.log``."""
+    import contextlib
+
     from iris.config import SelfPlayConfig, from_dict
     from iris.evaluation import make_evaluator
     from iris.selfplay import run_selfplay
 
     cfg = from_dict(SelfPlayConfig, config, source="iris demo")
-    run_selfplay(cfg, evaluator=make_evaluator(cfg.evaluation), command=["iris", "demo"])
+    log = Path(cfg.output_dir).with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as file, contextlib.redirect_stdout(file), contextlib.redirect_stderr(file):
+        run_selfplay(cfg, evaluator=make_evaluator(cfg.evaluation), command=["iris", "demo"])
     return cfg.output_dir
 
 
@@ -160,17 +188,20 @@ def warm_start(settings: DemoSettings, out: Path) -> tuple[Path, Path, dict[str,
     start = out / "warm_start" / "model"
     metrics_path = out / "warm_start" / "testbed.json"
     if not data.is_file():
-        write_annotated(target, settings.n_annotated, data, seed=settings.target.seed + 1)
+        pool = settings.n_annotated * max(DATA_FACTORS.get(m, 1) for m in settings.methods)
+        write_annotated(target, pool, data, seed=settings.target.seed + 1)
     if not (start / "model.safetensors").is_file() or not metrics_path.is_file():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from iris.data import load_annotated
+        from iris.data import load_annotated, select_subsets
         from iris.sft import train_sft
 
         init = make_testbed_model(target, out / "warm_start" / "init", seed=settings.model_seed)
         model = AutoModelForCausalLM.from_pretrained(init)
         tokenizer = AutoTokenizer.from_pretrained(init)
-        records = load_annotated(data, repeated_prompts=True).records
+        # The same n_annotated records every self-play run selects (nested subsets, seed 0).
+        pool = load_annotated(data, repeated_prompts=True).records
+        records = select_subsets(pool, n_train=settings.n_annotated, n_heldout=0, seed=0).train
         trainer = train_sft(
             model,
             tokenizer,
@@ -246,7 +277,9 @@ def _cell(values: Sequence[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def results_table(runs: Mapping[str, Any], start: Mapping[str, float], settings: DemoSettings) -> str:
+def results_table(
+    runs: Mapping[str, Any], start: Mapping[str, float], settings: DemoSettings
+) -> str:
     """Markdown: one row per method × iteration, mean ± std over seeds."""
     header = "| method | iteration | forward KL | reverse KL | TV | invalid | log-lik (annotated) | α | ESS/n (synthetic) |"
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
@@ -256,7 +289,10 @@ def results_table(runs: Mapping[str, Any], start: Mapping[str, float], settings:
     )
     for method, per_seed in runs.items():
         for t in range(settings.iterations):
-            column = {k: [per_seed[s][t][k] for s in per_seed] for k in (*METRICS, "alpha", "generated_ess_fraction")}
+            column = {
+                k: [per_seed[s][t][k] for s in per_seed]
+                for k in (*METRICS, "alpha", "generated_ess_fraction")
+            }
             lines.append(
                 f"| {method} | {t + 1} | {_cell(column['forward_kl'])} | {_cell(column['reverse_kl'])} | "
                 f"{_cell(column['total_variation'])} | {_cell(column['invalid_rate'])} | "
@@ -283,7 +319,9 @@ def run_demo(
     started = time.perf_counter()
     saved = out / "settings.json"
     if saved.is_file() and read_json(saved) != json.loads(json.dumps(settings.to_dict())):
-        raise ValueError(f"{out} holds a demo with other settings ({saved}); use another --output-dir")
+        raise ValueError(
+            f"{out} holds a demo with other settings ({saved}); use another --output-dir"
+        )
     atomic_write_json(saved, settings.to_dict())
 
     log(f"[demo] target: {settings.target.to_dict()}; {settings.n_annotated} annotated responses")
@@ -294,7 +332,14 @@ def run_demo(
         f"({time.perf_counter() - started:.0f} s)"
     )
     jobs = [
-        run_config(settings, method, seed, start=start, data=data, out=out / "runs" / method / f"seed{seed}")
+        run_config(
+            settings,
+            method,
+            seed,
+            start=start,
+            data=data,
+            out=out / "runs" / method / f"seed{seed}",
+        )
         for seed in range(settings.seeds)
         for method in settings.methods
     ]
@@ -303,7 +348,9 @@ def run_demo(
         futures = {pool.submit(_run_one, job): job for job in jobs}
         for done, future in enumerate(as_completed(futures), 1):
             path = Path(future.result())
-            log(f"[demo] {done}/{len(jobs)} done: {path.parent.name}/{path.name} ({time.perf_counter() - started:.0f} s)")
+            log(
+                f"[demo] {done}/{len(jobs)} done: {path.parent.name}/{path.name} ({time.perf_counter() - started:.0f} s)"
+            )
 
     runs = collect(out / "runs", settings)
     results = {"settings": settings.to_dict(), "warm_start": start_scores, "runs": runs}
@@ -316,6 +363,14 @@ def run_demo(
         "iterations (SFT: t more epochs). Exact metrics by enumerating the support.\n\n"
         f"{table}\n",
     )
+    from paper_figures.make_all import make_all
+
+    report = make_all(out / "runs", out / "figures")
+    results["figures"] = [
+        str(p) for paths in report.built.values() for p in paths if p.suffix == ".png"
+    ]
+    for script, reason in report.skipped.items():
+        log(f"[demo] figure {script} not built: {reason}")
     results["table"] = table
     results["seconds"] = time.perf_counter() - started
     return results

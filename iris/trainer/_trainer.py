@@ -62,6 +62,26 @@ def _is_model_input(key: str) -> bool:
     return key not in _NOT_MODEL_INPUTS and not (key.startswith("ref_") and key.endswith("_logps"))
 
 
+def _drop_appended_eos(dataset: Dataset, flag: str, column: str, eos_id: int | None) -> Dataset:
+    """Undo TRL's EOS on responses flagged unterminated (``<group>_truncated``).
+
+    For string data TRL appends the EOS token to every response that does not end with
+    it. A generation cut at ``max_new_tokens`` did not stop: training it with an EOS would
+    teach the model to stop where it did not, so the appended token is removed again.
+    """
+    if flag not in dataset.column_names or eos_id is None:
+        return dataset
+
+    def drop(example: dict[str, Any]) -> dict[str, Any]:
+        ids = example[column]
+        if example[flag] and ids and ids[-1] == eos_id:
+            return {column: ids[:-1]}
+        return {column: ids}
+
+    with global_then_local_main_first():
+        return dataset.map(drop, desc=f"Unterminated responses ({flag}): no EOS")
+
+
 def _is_step_level(metric: str) -> bool:
     """Loss diagnostics the trainer recomputes over the whole step (weights) or logs itself (α)."""
     return metric == "alpha" or metric.endswith(("_ess_fraction", "_max_weight"))
@@ -215,7 +235,8 @@ class IrisTrainer(DPOTrainer):
     ``weights/{real,generated}_{ess_fraction,max_weight}`` (ESS/n and largest share of the
     step's effective gradient weights), ``logps/<group>`` and ``logratios/<group>`` (mean
     over responses: a falling ``logps/real`` is likelihood displacement of the annotated
-    responses), ``rewards/margin`` (mean β(lr⁺ − lr⁻)), ``truncated/<group>``,
+    responses), ``rewards/margin`` (mean β(lr⁺ − lr⁻)), ``rewards/{real,generated}_std``
+    (standard deviation of β·logratio over the step's batch), ``truncated/<group>``,
     ``gap/reference``, ``num_tokens``, ``tokens_per_second``.
 
     **Bad input** raises: a dataset missing a column or with an empty prompt/response
@@ -341,6 +362,8 @@ class IrisTrainer(DPOTrainer):
             )
         core = dataset.remove_columns(list(extra)) if extra else dataset
         prepared = super()._prepare_dataset(core, processing_class, args, dataset_name)
+        eos_id = getattr(processing_class, "tokenizer", processing_class).eos_token_id
+        prepared = _drop_appended_eos(prepared, f"{GENERATED}_truncated", "rejected_ids", eos_id)
         if len(prepared) < len(core):
             logger.warning(
                 "%d of %d rows of the %s dataset were dropped: their prompt alone has >= max_length (%s) tokens",
@@ -355,14 +378,15 @@ class IrisTrainer(DPOTrainer):
             )
         for group in extra:
             # TRL tokenises pairs: tokenise the extra response as a pair with itself.
-            view = dataset.select_columns(["prompt", group, ROW_COLUMN]).rename_column(
-                group, "chosen"
-            )
+            flag = f"{group}_truncated"
+            keep = ["prompt", group, ROW_COLUMN, *([flag] if flag in dataset.column_names else [])]
+            view = dataset.select_columns(keep).rename_column(group, "chosen")
             with global_then_local_main_first():
                 view = view.map(_duplicate_chosen, desc=f"Pairing {group} responses")
             view = super()._prepare_dataset(
                 view, processing_class, args, f"{dataset_name} ({group})"
             )
+            view = _drop_appended_eos(view, flag, "chosen_ids", eos_id)
             if not all(
                 _column(view, c).equals(_column(prepared, c)) for c in (ROW_COLUMN, "prompt_ids")
             ):
@@ -660,6 +684,10 @@ class IrisTrainer(DPOTrainer):
                 step.add(f"truncated/{group}", truncated[i * pairs : (i + 1) * pairs].sum())
         margin = self.args.beta * (tensors[f"{REAL}_logratios"] - tensors[f"{GENERATED}_logratios"])
         step.add("rewards/margin", margin.sum())
+        for side in (REAL, GENERATED):  # reward spread: σ of the gradient-concentration law
+            reward = self.args.beta * tensors[f"{side}_logratios"].detach().to(torch.float64)
+            step.add(f"rewards/{side}_sum", reward.sum())
+            step.add(f"rewards/{side}_sum_sq", reward.square().sum())
         for side, weights in ((REAL, result.real_weights), (GENERATED, result.generated_weights)):
             effective = weights.detach().to(torch.float64).abs() * share
             step.add(f"weights/{side}_sum", effective.sum())
@@ -695,6 +723,10 @@ class IrisTrainer(DPOTrainer):
             metrics[f"weights/{side}_max_weight"] = (
                 largest[f"weights/{side}_max"] / weight_sum if weight_sum > 0 else math.nan
             )
+        for side in (REAL, GENERATED):
+            mean = total.pop(f"rewards/{side}_sum") / pairs
+            mean_sq = total.pop(f"rewards/{side}_sum_sq") / pairs
+            metrics[f"rewards/{side}_std"] = math.sqrt(max(mean_sq - mean * mean, 0.0))
         metrics.update({name: value / pairs for name, value in total.items()})
         if self._reference_gap is not None:
             metrics["gap/reference"] = self._reference_gap

@@ -1,0 +1,698 @@
+"""The paper's figures as functions of loaded records: each writes PDF + PNG and returns the paths.
+
+Every function takes :class:`~analysis.records.Records` (or, for the weighting
+profiles, the profile data computed by ``paper_figures``) and an output folder, and
+raises :class:`~analysis.records.NoData` naming what is missing when the records cannot
+make the figure. :data:`CAPTIONS` holds each figure's caption: what it shows, and how.
+
+Training curves are drawn against training progress ``t + s/S`` (iteration t, logged
+step s of the S steps of that iteration), so runs with different step counts line up
+and integer x marks the end of an iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, NullLocator
+
+from .concentration import SIDES, ess_fraction_theory, measured_concentration, tilt
+from .plotting import (
+    FORMATS,
+    family_color,
+    mean_std,
+    method_colors,
+    new_figure,
+    plot_band,
+    save_figure,
+    styled,
+)
+from .records import EVAL, TRAIN, TRAIN_SUMMARY, NoData, Records
+from .tables import format_n
+
+__all__ = [
+    "CAPTIONS",
+    "ProfileCurve",
+    "WeightProfiles",
+    "alpha_trace",
+    "data_efficiency",
+    "gradient_concentration",
+    "testbed_distance",
+    "training_curves",
+    "training_progress",
+    "weight_profiles",
+]
+
+CAPTIONS: dict[str, str] = {
+    "gradient_concentration": (
+        "Gradient concentration of IRIS. Effective sample size ESS/n = 1/(n Σ w²) of the "
+        "annotated weights softmax((α−1) r⁺) (left) and synthetic weights softmax(α r⁻) "
+        "(middle) against the order α. Lines: the Gaussian-reward prediction exp(−τ²σ²) "
+        "(τ = α−1 annotated, τ = α synthetic) for the 10th, 50th and 90th percentile of the "
+        "logged reward standard deviations σ; markers: the ESS/n logged at each training step "
+        "at the α of that step. Right: logged ESS/n against the prediction from the same "
+        "step's logged σ (rewards/*_std); the diagonal is exact agreement."
+    ),
+    "weight_profiles": (
+        "Weighting profiles: the gradient weight a method gives one sample as a function of "
+        "its reward r = β·logratio, annotated samples (left, weight on +∇r⁺) and synthetic "
+        "samples (right, weight on −∇r⁻), from the weight contract of iris.losses. The sample "
+        "sits in a batch of {batch_size} whose other rewards are all 0 (SPIN: its pair partner "
+        "has reward 0); weights are relative to a batch of equal rewards (= 1 at r = 0; for "
+        "IRIS this is batch size × weight, uniform = 1). IRIS's weight depends on the whole "
+        "batch through the softmax; SPACE (μ = {mu:g}) and SPIF (bound {bound:g}) weigh "
+        "each sample on its own; with the partner's reward at 0, SPIN's weight 2σ(∓r) equals "
+        "SPACE's at μ = 1 (the wide translucent line under SPACE's)."
+    ),
+    "alpha_trace": (
+        "Adaptive order. Left: α used at every logged step (solid) and the measured gaps "
+        "(right axis): the reference gap D̂ = mean per-token log p_θt(y′) − log p_θt(y) "
+        "(dashed) and the variational estimate −L_α (dotted), against training progress "
+        "(iteration + fraction of its steps). Right: per iteration, the mean α over its steps "
+        "(error bars: min–max) and the reference gap measured at its start."
+    ),
+    "training_curves": (
+        "Training curves, mean over seeds (band: ± one standard deviation where there are "
+        "several seeds), against training progress (iteration + fraction of its steps): the "
+        "loss (self-play losses only), the variational estimate −L_α (IRIS), the mean "
+        "log-likelihood log p_θ of the annotated and of the synthetic responses, and the "
+        "reward margin β(lr⁺ − lr⁻). Gaps are steps where the metric was not logged (NaN)."
+    ),
+    "testbed_distance": (
+        "Testbed: distance from the trained model to the known target distribution after each "
+        "self-play iteration, mean over seeds (band: ± one standard deviation): forward "
+        "KL(p_data ‖ p_θ), reverse KL(p_θ ‖ p_data) where logged, and total variation."
+    ),
+    "data_efficiency": (
+        "Data efficiency: {score} against the number of annotated samples n (log scale), "
+        "SFT (grey, dashed) against the self-play methods, at {iteration}; mean over "
+        "seeds, error bars ± one standard deviation where there are several seeds."
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------
+
+
+def training_progress(records: Records) -> dict[tuple[str, int], float]:
+    """(run, iteration) → the number of optimisation steps S of that iteration.
+
+    S is the step of the Trainer's closing row when logged, else the largest logged step.
+    """
+    total: dict[tuple[str, int], float] = {}
+    closing: dict[tuple[str, int], float] = {}
+    for r in records.filter(stage={TRAIN, TRAIN_SUMMARY}):
+        if r.step is None:
+            continue
+        key = (r.run, r.iteration)
+        if r.stage == TRAIN_SUMMARY:
+            closing[key] = max(closing.get(key, 0.0), float(r.step))
+        else:
+            total[key] = max(total.get(key, 0.0), float(r.step))
+    total.update(closing)
+    return {k: v for k, v in total.items() if v > 0}
+
+
+def _curve(
+    records: Records, metric: str, steps: dict[tuple[str, int], float]
+) -> dict[str, dict[int, dict[float, list[float]]]]:
+    """method → iteration → {progress x: [value per seed]} of a training metric."""
+    curves: dict[str, dict[int, dict[float, list[float]]]] = {}
+    series = records.series_labels()
+    for r in records.filter(stage=TRAIN, metric=metric):
+        total = steps.get((r.run, r.iteration))
+        if r.step is None or not total:
+            continue
+        x = round(r.iteration + r.step / total, 6)
+        curves.setdefault(series[r.run], {}).setdefault(r.iteration, {}).setdefault(x, []).append(
+            r.value
+        )
+    return curves
+
+
+def _iteration_lines(ax, iterations: Sequence[int]) -> None:
+    for t in iterations:
+        ax.axvline(t, color="0.6", linewidth=0.6, linestyle=":", zorder=0)
+
+
+# --------------------------------------------------------------------------------------
+# 1. Gradient concentration
+# --------------------------------------------------------------------------------------
+
+
+@styled
+def gradient_concentration(
+    records: Records,
+    out_dir: str | Path,
+    *,
+    name: str = "gradient_concentration",
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """ESS/n of the annotated and synthetic weights vs α: exp(−τ²σ²) against logged values."""
+    points = {side: measured_concentration(records, side) for side in SIDES}
+    if not any(len(p) for p in points.values()):
+        raise NoData(
+            "no run logged alpha together with weights/<side>_ess_fraction and rewards/<side>_std "
+            "(IRIS runs with reward-std logging)"
+        )
+    series = records.series_labels()
+    for pts in points.values():  # curves are series (method, and n or model when they vary)
+        pts.method[:] = [series[run] for run in pts.run]
+    colors = method_colors(records)
+    fig = new_figure(7.2, 2.5)
+    axes = fig.subplots(1, 3)
+    alpha_max = max(3.0, *(1.1 * float(p.alpha.max()) for p in points.values() if len(p)))
+    grid = np.linspace(0.0, alpha_max, 301)
+    for ax, (side, pts) in zip(axes[:2], points.items(), strict=True):
+        display, _, std_metric = SIDES[side]
+        ax.set_title(f"{display} weights, tilt {'α−1' if side == 'real' else 'α'}")
+        ax.set_xlabel("order α")
+        ax.set_ylabel("ESS / n")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlim(0, alpha_max)
+        if not len(pts):
+            ax.text(
+                0.5,
+                0.5,
+                f"no steps logged {std_metric}",
+                transform=ax.transAxes,
+                ha="center",
+                color="0.4",
+            )
+            continue
+        for q, style in zip((10, 50, 90), (":", "-", "--"), strict=True):
+            sigma = float(np.percentile(pts.sigma, q))
+            ax.plot(
+                grid,
+                ess_fraction_theory(tilt(grid, side), sigma),
+                color="0.25",
+                linestyle=style,
+                linewidth=1.0,
+                label=f"exp(−τ²σ²), σ={sigma:.2g} (p{q})",
+            )
+        for method in dict.fromkeys(pts.method):
+            mask = pts.method == method
+            ax.scatter(
+                pts.alpha[mask],
+                pts.ess_fraction[mask],
+                s=14,
+                color=colors.get(method),
+                edgecolor="white",
+                linewidth=0.3,
+                label=method,
+                zorder=3,
+            )
+        ax.legend(loc="lower left")
+    ax = axes[2]
+    ax.set_title("logged vs predicted, per step")
+    ax.plot([0, 1], [0, 1], color="0.5", linewidth=0.8)
+    markers = {"real": "o", "generated": "^"}
+    for side, pts in points.items():
+        if not len(pts):
+            continue
+        for method in dict.fromkeys(pts.method):
+            mask = pts.method == method
+            ax.scatter(
+                pts.predicted[mask],
+                pts.ess_fraction[mask],
+                s=14,
+                marker=markers[side],
+                color=colors.get(method),
+                edgecolor="white",
+                linewidth=0.3,
+                zorder=3,
+            )
+    ax.set_xlabel("predicted exp(−τ²σ²) from the step's σ")
+    ax.set_ylabel("logged ESS / n")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.05)
+    handles = [
+        Line2D([], [], marker=m, linestyle="", color="0.3", label=SIDES[s][0])
+        for s, m in markers.items()
+    ]
+    ax.legend(handles=handles, loc="upper left")
+    return save_figure(fig, out_dir, name, formats)
+
+
+# --------------------------------------------------------------------------------------
+# 2. Weighting profiles (data computed with iris.losses in paper_figures)
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileCurve:
+    """One method's relative weight of one sample as a function of its reward, on one side."""
+
+    label: str
+    loss: str
+    side: str  # "real" (annotated) or "generated" (synthetic)
+    weights: np.ndarray
+    alpha: float = math.nan
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightProfiles:
+    """Reward grid, batch size and curves of the weighting-profile figure."""
+
+    rewards: np.ndarray
+    batch_size: int
+    curves: tuple[ProfileCurve, ...]
+    mu: float = 1.0
+    bound: float = 2.0
+
+    def to_json(self) -> dict:
+        return {
+            "rewards": self.rewards.tolist(),
+            "batch_size": self.batch_size,
+            "mu": self.mu,
+            "bound": self.bound,
+            "curves": [
+                {
+                    "label": c.label,
+                    "loss": c.loss,
+                    "side": c.side,
+                    "alpha": c.alpha,
+                    "weights": c.weights.tolist(),
+                }
+                for c in self.curves
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> WeightProfiles:
+        return cls(
+            rewards=np.asarray(data["rewards"], dtype=float),
+            batch_size=int(data["batch_size"]),
+            mu=float(data.get("mu", 1.0)),
+            bound=float(data.get("bound", 2.0)),
+            curves=tuple(
+                ProfileCurve(
+                    c["label"],
+                    c["loss"],
+                    c["side"],
+                    np.asarray(c["weights"], dtype=float),
+                    float(c["alpha"]),
+                )
+                for c in data["curves"]
+            ),
+        )
+
+
+@styled
+def weight_profiles(
+    profiles: WeightProfiles,
+    out_dir: str | Path,
+    *,
+    name: str = "weight_profiles",
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """Each method's per-sample gradient weight vs reward, annotated and synthetic sides."""
+    if not profiles.curves:
+        raise NoData("no weighting profiles given")
+    fig = new_figure(7.0, 2.8)
+    axes = fig.subplots(1, 2, sharey=True)
+    iris_alphas = sorted({c.alpha for c in profiles.curves if c.loss == "iris"})
+    shades = dict(zip(iris_alphas, np.linspace(0.0, 1.0, max(len(iris_alphas), 1)), strict=False))
+    baseline_styles = {"spin": "--", "space": "-.", "spif": (0, (1, 1)), "tspin": "--"}
+    for ax, side in zip(axes, ("real", "generated"), strict=True):
+        for curve in (c for c in profiles.curves if c.side == side):
+            if curve.loss == "iris":
+                color, style, width = family_color("iris", shades[curve.alpha]), "-", 1.4
+            else:
+                color, style, width = (
+                    family_color(curve.loss),
+                    baseline_styles.get(curve.loss, "--"),
+                    1.6,
+                )
+            if curve.loss == "spin":  # wide and translucent: SPACE μ=1 coincides with it here
+                style, width = "-", 4.0
+                color = (*color[:3], 0.35)
+            ax.plot(
+                profiles.rewards,
+                curve.weights,
+                color=color,
+                linestyle=style,
+                linewidth=width,
+                label=curve.label,
+            )
+        ax.axhline(1.0, color="0.5", linewidth=0.6)
+        ax.axvline(0.0, color="0.5", linewidth=0.6)
+        ax.set_yscale("log")
+        ax.set_xlim(profiles.rewards.min(), profiles.rewards.max())
+        ax.set_xlabel(f"reward {'r⁺' if side == 'real' else 'r⁻'} = β·logratio of the sample")
+        ax.set_title(
+            "annotated sample (weight on +∇r⁺)"
+            if side == "real"
+            else "synthetic sample (weight on −∇r⁻)"
+        )
+    axes[0].set_ylabel("weight relative to equal rewards")
+    axes[1].legend(loc="lower right", ncols=2)
+    return save_figure(fig, out_dir, name, formats)
+
+
+# --------------------------------------------------------------------------------------
+# 3. Adaptive α trace
+# --------------------------------------------------------------------------------------
+
+
+@styled
+def alpha_trace(
+    records: Records,
+    out_dir: str | Path,
+    *,
+    name: str = "alpha_trace",
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """The α of runs with an α schedule, against the measured gaps, per step and per iteration."""
+    runs = [r for r in records.runs.values() if r.schedule is not None]
+    alpha_records = records.filter(stage=TRAIN, metric="alpha", run={r.run for r in runs})
+    if not alpha_records:
+        raise NoData(
+            "no adaptive-α run found (no run with training.alpha_schedule that logged alpha)"
+        )
+    steps = training_progress(records)
+    fig = new_figure(7.2, 3.0)
+    left, right = fig.subplots(1, 2)
+    left_gap, right_gap = left.twinx(), right.twinx()
+    palette = [family_color("iris-schedule", s) for s in np.linspace(1.0, 0.2, len(runs))]
+    handles = []
+    iterations_seen: set[int] = set()
+    for run, color in zip(runs, palette, strict=True):
+        series: dict[str, dict[int, dict[float, float]]] = {}
+        per_iteration_alpha: dict[int, list[float]] = {}
+        per_iteration_gap: dict[int, list[float]] = {}
+        for r in records.filter(
+            stage=TRAIN,
+            run=run.run,
+            metric={"alpha", "gap/reference", "objective/variational_estimate"},
+        ):
+            total = steps.get((r.run, r.iteration))
+            if r.step is None or not total:
+                continue
+            x = r.iteration + r.step / total
+            series.setdefault(r.metric, {}).setdefault(r.iteration, {})[x] = r.value
+            iterations_seen.add(r.iteration)
+            if r.metric == "alpha":
+                per_iteration_alpha.setdefault(r.iteration, []).append(r.value)
+            elif r.metric == "gap/reference":
+                per_iteration_gap.setdefault(r.iteration, []).append(r.value)
+        label = run.method if len(runs) == 1 else f"{run.method} ({run.run})"
+        for metric, style, axis in (
+            ("alpha", "-", left),
+            ("gap/reference", "--", left_gap),
+            ("objective/variational_estimate", ":", left_gap),
+        ):
+            for segment in series.get(metric, {}).values():  # one per iteration
+                xs = sorted(segment)
+                axis.plot(
+                    xs,
+                    [segment[x] for x in xs],
+                    color=color,
+                    linestyle=style,
+                    marker="." if metric == "alpha" else None,
+                )
+        its = sorted(per_iteration_alpha)
+        mean_alpha = np.array([np.mean(per_iteration_alpha[t]) for t in its])
+        lo = mean_alpha - np.array([np.min(per_iteration_alpha[t]) for t in its])
+        hi = np.array([np.max(per_iteration_alpha[t]) for t in its]) - mean_alpha
+        right.errorbar(its, mean_alpha, yerr=[lo, hi], color=color, marker="o", linestyle="-")
+        gap_its = sorted(per_iteration_gap)
+        if gap_its:
+            right_gap.plot(
+                gap_its,
+                [per_iteration_gap[t][0] for t in gap_its],
+                color=color,
+                marker="s",
+                linestyle="--",
+                markerfacecolor="white",
+            )
+        handles.append(Line2D([], [], color=color, label=label))
+        schedule = run.schedule_config or {}
+        for axis in (left, right):
+            for bound in ("alpha_min", "alpha_max"):
+                if isinstance(schedule.get(bound), int | float):
+                    axis.axhline(schedule[bound], color="0.6", linewidth=0.6, linestyle="-.")
+    _iteration_lines(left, sorted(t + 1 for t in iterations_seen)[:-1])
+    left.set_xlim(min(iterations_seen), max(iterations_seen) + 1)
+    left.set_xlabel("training progress (iteration + fraction of its steps)")
+    left.set_ylabel("α (solid)")
+    left_gap.set_ylabel("gap: D̂ reference (dashed), −L_α (dotted)")
+    left.set_title("per logged step")
+    right.set_xlabel("self-play iteration")
+    right.set_ylabel("mean α over the iteration (min–max)")
+    right_gap.set_ylabel("reference gap D̂ (squares)")
+    right.set_title("per iteration")
+    right.xaxis.set_major_locator(FixedLocator(sorted(iterations_seen)))
+    right.xaxis.set_minor_locator(NullLocator())
+    for axis in (left_gap, right_gap):
+        axis.grid(False)
+        axis.spines["right"].set_visible(True)
+    style_handles = [
+        Line2D([], [], color="0.3", linestyle="-", label="α"),
+        Line2D([], [], color="0.3", linestyle="--", label="reference gap D̂"),
+        Line2D([], [], color="0.3", linestyle=":", label="variational −L_α"),
+        Line2D([], [], color="0.6", linestyle="-.", label="α_min, α_max"),
+    ]
+    fig.legend(
+        handles=[*handles, *style_handles], loc="outside lower center", ncols=len(handles) + 4
+    )
+    return save_figure(fig, out_dir, name, formats)
+
+
+# --------------------------------------------------------------------------------------
+# 4. Training curves
+# --------------------------------------------------------------------------------------
+
+TRAINING_PANELS = (
+    ("loss", "loss"),
+    ("objective/variational_estimate", "variational estimate −L_α"),
+    ("logps/real", "log p_θ(annotated)"),
+    ("logps/generated", "log p_θ(synthetic)"),
+    ("rewards/margin", "reward margin β(lr⁺ − lr⁻)"),
+)
+
+
+@styled
+def training_curves(
+    records: Records,
+    out_dir: str | Path,
+    *,
+    name: str = "training_curves",
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """Loss, variational estimate, log-likelihoods and reward margin over training, per method."""
+    steps = training_progress(records)
+    self_play = records.filter(loss=lambda loss: loss != "sft")
+    curves = {
+        metric: _curve(self_play if metric == "loss" else records, metric, steps)
+        for metric, _ in TRAINING_PANELS
+    }
+    if not any(curves.values()):
+        raise NoData(
+            "no run logged training metrics (" + ", ".join(m for m, _ in TRAINING_PANELS) + ")"
+        )
+    methods = records.series_order({m for c in curves.values() for m in c})
+    colors = method_colors(records)  # over every series: the same colours in every figure
+    fig = new_figure(7.2, 4.4)
+    axes = fig.subplots(2, 3).ravel()
+    iterations = sorted({r.iteration for r in records.filter(stage=TRAIN)})
+    for ax, (metric, title) in zip(axes, TRAINING_PANELS, strict=False):
+        ax.set_title(title)
+        ax.set_xlabel("training progress (iteration)")
+        _iteration_lines(ax, [t for t in iterations if t > 0])
+        if not curves[metric]:
+            ax.text(
+                0.5,
+                0.5,
+                f"no run logged\n{metric}",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color="0.4",
+            )
+            continue
+        for method in methods:
+            # One segment per iteration: the policy restarts from θt against a new opponent.
+            for t, points in sorted(curves[metric].get(method, {}).items()):
+                x, mean, std, _ = mean_std(points)
+                plot_band(
+                    ax,
+                    x,
+                    mean,
+                    std,
+                    color=colors[method],
+                    label=method if t == 0 else None,
+                    marker=".",
+                )
+    legend_ax = axes[-1]
+    legend_ax.axis("off")
+    legend_ax.legend(
+        handles=[Line2D([], [], color=colors[m], marker=".", label=m) for m in methods],
+        loc="center",
+        title="method (mean ± std over seeds)",
+    )
+    return save_figure(fig, out_dir, name, formats)
+
+
+# --------------------------------------------------------------------------------------
+# 5. Testbed distance to the target
+# --------------------------------------------------------------------------------------
+
+TESTBED_PANELS = (
+    ("testbed/forward_kl", "forward KL(p_data ‖ p_θ)"),
+    ("testbed/reverse_kl", "reverse KL(p_θ ‖ p_data)"),
+    ("testbed/total_variation", "total variation"),
+)
+
+
+def _per_iteration(
+    records: Records, suite: str, metric: str
+) -> dict[str, dict[float, list[float]]]:
+    out: dict[str, dict[float, list[float]]] = {}
+    series = records.series_labels()
+    for r in records.filter(stage=EVAL, suite=suite, metric=metric):
+        out.setdefault(series[r.run], {}).setdefault(float(r.iteration), []).append(r.value)
+    return out
+
+
+@styled
+def testbed_distance(
+    records: Records,
+    out_dir: str | Path,
+    *,
+    name: str = "testbed_distance",
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """Forward KL, reverse KL and TV to the testbed target vs iteration, per method (seed bands)."""
+    panels = [(m, t, _per_iteration(records, "testbed", m)) for m, t in TESTBED_PANELS]
+    panels = [p for p in panels if p[2]]
+    if not panels:
+        raise NoData(
+            "no testbed evaluation (eval/testbed.summary.json with testbed/forward_kl or total_variation)"
+        )
+    methods = records.series_order({m for p in panels for m in p[2]})
+    colors = method_colors(records)
+    fig = new_figure(2.4 * len(panels) + 1.4, 2.6)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    iterations: set[float] = set()
+    for ax, (_metric, title, data) in zip(axes, panels, strict=True):
+        for method in methods:
+            if method in data:
+                x, mean, std, _ = mean_std(data[method])
+                iterations.update(x.tolist())
+                plot_band(ax, x, mean, std, color=colors[method], label=method, marker="o")
+        ax.set_title(title)
+        ax.set_xlabel("self-play iteration")
+        ax.set_ylim(bottom=0)
+    for ax in axes:
+        ax.xaxis.set_major_locator(FixedLocator(sorted(iterations)))
+        ax.xaxis.set_minor_locator(NullLocator())
+    axes[0].set_ylabel("distance to the target")
+    handles: dict[str, Line2D] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.legend(handles=list(handles.values()), loc="outside right upper")
+    return save_figure(fig, out_dir, name, formats)
+
+
+# --------------------------------------------------------------------------------------
+# 6. Data efficiency
+# --------------------------------------------------------------------------------------
+
+# (suite, metric, scale, axis label, higher is better), in order of preference.
+DATA_EFFICIENCY_SCORES = (
+    ("iris10", "average", 100.0, "iris10 average (%)", True),
+    ("openllm_v1", "average", 100.0, "Open LLM v1 average (%)", True),
+    ("testbed", "testbed/forward_kl", 1.0, "testbed forward KL(p_data ‖ p_θ)", False),
+)
+
+
+def data_efficiency_score(records: Records) -> tuple[str, str, float, str, bool]:
+    """The first score of :data:`DATA_EFFICIENCY_SCORES` the records hold."""
+    for score in DATA_EFFICIENCY_SCORES:
+        if records.filter(stage=EVAL, suite=score[0], metric=score[1]):
+            return score
+    raise NoData(
+        "no evaluation score for the data-efficiency figure (iris10, openllm_v1 or testbed)"
+    )
+
+
+@styled
+def data_efficiency(
+    records: Records,
+    out_dir: str | Path,
+    *,
+    score: tuple[str, str, float, str, bool] | None = None,
+    iteration: int | str = "last",
+    name: str = "data_efficiency",
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """Score vs number of annotated samples, SFT against self-play methods.
+
+    ``iteration``: ``"last"`` (each run's last evaluated iteration; SFT's after its
+    epochs) or an iteration index (the papers compare self-play after 2 iterations, t = 1).
+    """
+    suite, metric, scale, ylabel, _ = score or data_efficiency_score(records)
+    chosen = records.filter(stage=EVAL, suite=suite, metric=metric, n_train=lambda n: n is not None)
+    last: dict[str, int] = {}
+    for r in chosen:
+        last[r.run] = max(last.get(r.run, -1), r.iteration)
+    points: dict[str, dict[float, list[float]]] = {}
+    for r in chosen:
+        wanted = last[r.run] if iteration == "last" else iteration
+        if r.iteration == wanted:
+            points.setdefault(r.method, {}).setdefault(float(r.n_train), []).append(r.value * scale)
+    sizes = sorted({n for per in points.values() for n in per})
+    if len(sizes) < 2:
+        raise NoData(
+            f"the data-efficiency figure needs runs at two or more numbers of annotated samples; "
+            f"{suite} {metric} is available at n = {[int(n) for n in sizes]}"
+        )
+    methods = [m for m in records.methods() if m in points]
+    # One curve per method across n, in the colour its first series has in other figures.
+    series_colors, series = method_colors(records), records.series_labels()
+    first_series = {}
+    for label in records.series_order():
+        for run, run_label in series.items():
+            if run_label == label:
+                first_series.setdefault(records.runs[run].method, label)
+    colors = {method: series_colors[first_series[method]] for method in methods}
+    fig = new_figure(4.8, 2.6)
+    ax = fig.subplots()
+    for method in methods:
+        x, mean, std, _ = mean_std(points[method])
+        is_sft = records.runs[next(r.run for r in chosen if r.method == method)].loss == "sft"
+        missing = [
+            format_n(int(n))
+            for n, values in sorted(points[method].items())
+            if not np.isfinite(values).all()
+        ]
+        label = f"{method} (NaN at n={', '.join(missing)})" if missing else method
+        ax.errorbar(
+            x,
+            mean,
+            yerr=std if np.isfinite(std).any() else None,
+            color=colors[method],
+            marker="s" if is_sft else "o",
+            linestyle="--" if is_sft else "-",
+            label=label,
+        )
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(sizes, [format_n(int(n)) for n in sizes])
+    ax.set_xlabel("annotated samples n")
+    ax.set_ylabel(ylabel)
+    ax.set_title(
+        f"at {'each run’s last evaluated iteration' if iteration == 'last' else f'iteration {iteration}'}"
+    )
+    fig.legend(loc="outside right upper")
+    return save_figure(fig, out_dir, name, formats)

@@ -1,0 +1,164 @@
+"""Plotting helpers: the one style file, method colours, seed bands, saving PDF + PNG.
+
+Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), never
+``pyplot``: no GUI backend and no global figure state are involved, so the helpers work
+headless and a figure function leaks nothing. Every figure is written as vector PDF and
+PNG with the style of ``analysis/iris.mplstyle``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import matplotlib
+import matplotlib.style
+import numpy as np
+from matplotlib.figure import Figure
+
+from .records import LOSS_LABELS, Records, RunInfo
+
+__all__ = [
+    "FORMATS",
+    "STYLE",
+    "method_colors",
+    "new_figure",
+    "plot_band",
+    "save_figure",
+    "styled",
+]
+
+STYLE = Path(__file__).with_name("iris.mplstyle")
+FORMATS = ("pdf", "png")
+F = TypeVar("F", bound=Callable[..., Any])
+
+# loss family -> (colormap, lightest, darkest): shades within a family separate α values
+# (IRIS) or variants; fixed per family so a method keeps its colour across figures.
+_FAMILY_MAPS: dict[str, tuple[str, float, float]] = {
+    "sft": ("Greys", 0.6, 0.95),
+    "spin": ("Blues", 0.55, 0.9),
+    "tspin": ("GnBu", 0.55, 0.9),
+    "space": ("Greens", 0.55, 0.9),
+    "spif": ("Purples", 0.55, 0.9),
+    "iris": ("YlOrBr", 0.45, 0.9),
+    "iris-schedule": ("RdPu", 0.6, 0.9),
+}
+
+
+def styled(function: F) -> F:
+    """Run ``function`` inside the project's matplotlib style."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with matplotlib.style.context(str(STYLE)):
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of ``width`` × ``height`` inches with constrained layout (call inside :func:`styled`)."""
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save_figure(
+    fig: Figure, out_dir: str | Path, name: str, formats: Sequence[str] = FORMATS
+) -> list[Path]:
+    """Write ``<out_dir>/<name>.<fmt>`` for each format; returns the paths.
+
+    Metadata that changes on every run (creation date, software version) is left out, so
+    re-running on the same records rewrites byte-identical PDFs.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = out / f"{name}.{fmt}"
+        metadata = {
+            "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+            "png": {"Software": None},
+        }
+        fig.savefig(path, format=fmt, metadata=metadata.get(fmt))
+        paths.append(path)
+    return paths
+
+
+def _family(run: RunInfo) -> str:
+    if run.loss == "iris" and run.schedule:
+        return "iris-schedule"
+    return run.loss if run.loss in _FAMILY_MAPS else "sft"
+
+
+def method_colors(records: Records, labels: Iterable[str] | None = None) -> dict[str, Any]:
+    """A colour per series label (:meth:`Records.series_labels`, or a method label).
+
+    One colormap per loss family (SPIN blues, IRIS oranges, …); the members of a family
+    get evenly spaced shades in the canonical order, so IRIS α = 0.5 … 3 run light to dark.
+    """
+    representative: dict[str, RunInfo] = {}
+    for run, label in records.series_labels().items():
+        representative.setdefault(label, records.runs[run])
+    for run in records.runs.values():
+        representative.setdefault(run.method, run)
+    labels = list(labels) if labels is not None else records.series_order()
+    families: dict[str, list[str]] = {}
+    for label in labels:
+        family = _family(representative[label]) if label in representative else "sft"
+        families.setdefault(family, []).append(label)
+    colors: dict[str, Any] = {}
+    for family, members in families.items():
+        cmap_name, low, high = _FAMILY_MAPS[family]
+        cmap = matplotlib.colormaps[cmap_name]
+        shades = [0.5 * (low + high)] if len(members) == 1 else np.linspace(low, high, len(members))
+        for label, shade in zip(members, shades, strict=True):
+            colors[label] = cmap(float(shade))
+    return colors
+
+
+def family_color(loss: str, shade: float = 0.75) -> Any:
+    """The colour of a loss family at a shade in [0, 1] of its colormap's range."""
+    cmap_name, low, high = _FAMILY_MAPS.get(loss, _FAMILY_MAPS["sft"])
+    return matplotlib.colormaps[cmap_name](low + shade * (high - low))
+
+
+def plot_band(
+    ax, x, mean, std, *, color, label: str | None = None, marker: str | None = None, **kwargs
+) -> None:
+    """A mean line and a ±std band where the std is finite (n > 1 seeds)."""
+    x, mean, std = (np.asarray(a, dtype=float) for a in (x, mean, std))
+    ax.plot(x, mean, color=color, label=label, marker=marker, **kwargs)
+    has_band = np.isfinite(std) & np.isfinite(mean)
+    if has_band.any():
+        ax.fill_between(
+            x,
+            np.where(has_band, mean - std, np.nan),
+            np.where(has_band, mean + std, np.nan),
+            color=color,
+            alpha=0.2,
+            linewidth=0,
+        )
+
+
+def mean_std(
+    rows: dict[float, list[float]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x, mean, std (ddof 1; NaN for one value), count, over the finite values at each x.
+
+    Values at an x where every seed is NaN give a NaN mean (a gap in the line).
+    """
+    xs = np.array(sorted(rows), dtype=float)
+    means, stds, counts = [], [], []
+    for x in xs:
+        values = np.asarray(rows[float(x)], dtype=float)
+        finite = values[np.isfinite(values)]
+        counts.append(finite.size)
+        means.append(float(finite.mean()) if finite.size else math.nan)
+        stds.append(float(finite.std(ddof=1)) if finite.size > 1 else math.nan)
+    return xs, np.array(means), np.array(stds), np.array(counts)
+
+
+def loss_label(loss: str) -> str:
+    return LOSS_LABELS.get(loss, loss.upper())

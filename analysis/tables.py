@@ -1,0 +1,459 @@
+"""Tables as pure functions of :class:`~analysis.records.Records`: Markdown and LaTeX.
+
+This module owns the paper's table layout: rows method × iteration (grouped by model
+and number of annotated samples when those vary), columns the suite's benchmarks in the
+suite's order, its average and the change of the average from the method's previous
+evaluated iteration. Cells are mean ± sample standard deviation over seeds (the seed
+count is a column); a missing number is printed ``NaN`` (and was warned about), never 0;
+"—" means no such run. :func:`reference_table` puts the averages next to the published
+ones of :mod:`analysis.reference`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .records import EVAL, MissingValueWarning, NoData, Records, RunInfo, method_sort_key
+from .reference import FINAL, Reference, load_reference
+
+__all__ = [
+    "Stat",
+    "Table",
+    "Text",
+    "benchmark_table",
+    "format_n",
+    "reference_table",
+    "seed_stat",
+]
+
+NOT_APPLICABLE = ""
+NO_RUN = "—"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stat:
+    """A number cell: mean over ``n`` seeds and their sample standard deviation (NaN if n = 1)."""
+
+    mean: float
+    std: float = math.nan
+    n: int = 1
+    signed: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+    """A text cell."""
+
+    text: str
+
+
+Cell = Stat | Text
+
+
+def seed_stat(values: Sequence[float], *, scale: float = 1.0) -> Stat:
+    """Mean ± sample std (ddof = 1) of per-seed values; any NaN makes the cell NaN.
+
+    >>> stat = seed_stat([0.30, 0.32], scale=100)
+    >>> round(stat.mean, 6), round(stat.std, 6), stat.n
+    (31.0, 1.414214, 2)
+    """
+    array = np.asarray(values, dtype=float) * scale
+    if array.size == 0:
+        return Stat(math.nan, math.nan, 0)
+    mean = float(np.mean(array))
+    std = float(np.std(array, ddof=1)) if array.size > 1 else math.nan
+    return Stat(mean, std, int(array.size))
+
+
+def format_n(n: int | None) -> str:
+    """Annotated-sample counts as papers write them: 50000 → "50k".
+
+    >>> format_n(26000), format_n(1500), format_n(None)
+    ('26k', '1500', '—')
+    """
+    if n is None:
+        return NO_RUN
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def _short_model(model: str) -> str:
+    return model.rstrip("/").rsplit("/", 1)[-1]
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "α": r"$\alpha$",
+    "β": r"$\beta$",
+    "μ": r"$\mu$",
+    "θ": r"$\theta$",
+    "Δ": r"$\Delta$",
+    "±": r"$\pm$",
+    "—": "---",
+    "–": "--",
+    "→": r"$\to$",
+    "‖": r"$\|$",
+    "−": "$-$",
+    "σ": r"$\sigma$",
+    "τ": r"$\tau$",
+    "·": r"$\cdot$",
+    "≈": r"$\approx$",
+    "⁺": r"$^{+}$",
+    "⁻": r"$^{-}$",
+    "′": "'",
+}
+
+
+def latex_escape(text: str) -> str:
+    r"""Escape LaTeX specials and write Greek letters as math.
+
+    >>> latex_escape("IRIS α=2 & 5%")
+    'IRIS $\\alpha$=2 \\& 5\\%'
+    """
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+@dataclasses.dataclass
+class Table:
+    """A rendered-on-demand table: key columns (text) then value columns.
+
+    ``row_keys[i]`` and ``column_keys[j]`` are machine keys for :meth:`get`;
+    ``groups`` are the row indices where a new block starts (a rule in LaTeX).
+    """
+
+    header: list[str]
+    n_keys: int
+    rows: list[list[Cell]]
+    row_keys: list[tuple]
+    column_keys: list[str]
+    caption: str = ""
+    notes: list[str] = dataclasses.field(default_factory=list)
+    groups: list[int] = dataclasses.field(default_factory=list)
+    digits: int = 2
+
+    def get(self, row_key: tuple, column_key: str) -> Cell:
+        """The cell of a row (by its key) and value column (by its key)."""
+        row = self.row_keys.index(row_key)
+        return self.rows[row][self.n_keys + self.column_keys.index(column_key)]
+
+    def _number(self, cell: Cell, latex: bool) -> str:
+        if isinstance(cell, Text):
+            return latex_escape(cell.text) if latex else cell.text
+        if math.isnan(cell.mean):
+            return "NaN"
+        sign = "+" if cell.signed else ""
+        text = f"{cell.mean:{sign}.{self.digits}f}"
+        if cell.n > 1 and not math.isnan(cell.std):
+            text += (r" \pm " if latex else " ± ") + f"{cell.std:.{self.digits}f}"
+        return f"${text}$" if latex else text
+
+    def to_markdown(self) -> str:
+        lines = []
+        if self.caption:
+            lines += [f"**{self.caption}**", ""]
+        lines.append("| " + " | ".join(self.header) + " |")
+        lines.append(
+            "|"
+            + "|".join(":--" if i < self.n_keys else "--:" for i in range(len(self.header)))
+            + "|"
+        )
+        for row in self.rows:
+            lines.append("| " + " | ".join(self._number(c, latex=False) for c in row) + " |")
+        if self.notes:
+            lines.append("")
+            lines += [f"{note}" for note in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def to_latex(self) -> str:
+        spec = "l" * self.n_keys + "r" * (len(self.header) - self.n_keys)
+        lines = [f"% {line}" for line in [self.caption, *self.notes] if line]
+        lines += [
+            rf"\begin{{tabular}}{{{spec}}}",
+            r"\toprule",
+            " & ".join(latex_escape(h) for h in self.header) + r" \\",
+            r"\midrule",
+        ]
+        for index, row in enumerate(self.rows):
+            if index in self.groups and index > 0:
+                lines.append(r"\midrule")
+            lines.append(" & ".join(self._number(c, latex=True) for c in row) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        return "\n".join(lines) + "\n"
+
+    def write(self, out_dir: str | Path, name: str) -> list[Path]:
+        """Write ``<name>.md`` and ``<name>.tex``; returns both paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / f"{name}.md", out / f"{name}.tex"]
+        paths[0].write_text(self.to_markdown(), encoding="utf-8")
+        paths[1].write_text(self.to_latex(), encoding="utf-8")
+        return paths
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, MissingValueWarning, stacklevel=3)
+
+
+def _default_scale(suite: str) -> float:
+    return 1.0 if suite == "testbed" else 100.0
+
+
+def _groups(records: Records, runs: Sequence[str]) -> dict[tuple, list[RunInfo]]:
+    """(model, n_train, method) → runs, in table order."""
+    groups: dict[tuple, list[RunInfo]] = {}
+    for run in runs:
+        info = records.runs[run]
+        groups.setdefault(info.group, []).append(info)
+    return dict(
+        sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, method_sort_key(kv[1][0])))
+    )
+
+
+def _eval_values(records: Records, suite: str) -> dict[tuple[str, int], dict[str, float]]:
+    """(run, iteration) → {metric: value} of one suite."""
+    table: dict[tuple[str, int], dict[str, float]] = {}
+    for r in records.filter(stage=EVAL, suite=suite):
+        table.setdefault((r.run, r.iteration), {})[r.metric] = r.value
+    return table
+
+
+def benchmark_table(
+    records: Records,
+    suite: str = "iris10",
+    *,
+    metrics: Sequence[str] | None = None,
+    scale: float | None = None,
+    delta_of: str | None = "average",
+    digits: int = 2,
+    caption: str | None = None,
+) -> Table:
+    """The paper's layout: rows method × iteration, columns the suite's benchmarks, average, Δ.
+
+    ``metrics``: flat keys to show (default: every key the suite's summaries hold, except
+    standard errors ``*_se``, in the summaries' order, the average last). ``scale``:
+    multiplier of the stored values (default 100 — percent — for lm-eval suites, 1 for
+    ``testbed``). ``delta_of``: the column whose change from the method's previous
+    evaluated iteration is the last column (None: no Δ column). A seed that lacks a value
+    makes the cell NaN, with a :class:`MissingValueWarning`.
+    """
+    values = _eval_values(records, suite)
+    if not values:
+        raise NoData(f"no evaluation summaries of suite {suite!r} found")
+    scale = _default_scale(suite) if scale is None else scale
+    info = records.suites.get(suite)
+    if metrics is None:
+        metrics = [m for m in (info.metrics if info else []) if not m.endswith("_se")]
+    metrics = list(metrics)
+    label = info.label if info else (lambda m: m)
+    delta = delta_of if delta_of in metrics else None
+    runs = sorted({run for run, _ in values})
+    groups = _groups(records, runs)
+    models = {key[0] for key in groups}
+    sizes = {key[1] for key in groups}
+    key_header = (["Model"] if len(models) > 1 else []) + (["n"] if len(sizes) > 1 else [])
+    key_header += ["Method", "Iter.", "Seeds"]
+    header = (
+        key_header
+        + ["Avg." if m == "average" else label(m) for m in metrics]
+        + ([f"Δ {'Avg.' if delta == 'average' else label(delta)}"] if delta else [])
+    )
+    rows: list[list[Cell]] = []
+    row_keys: list[tuple] = []
+    group_starts: list[int] = []
+    for (model, n_train, method), members in groups.items():
+        group_starts.append(len(rows))
+        iterations = sorted({t for run, t in values if run in {m.run for m in members}})
+        previous: Stat | None = None
+        for t in iterations:
+            cells: list[Cell] = []
+            if len(models) > 1:
+                cells.append(Text(_short_model(model)))
+            if len(sizes) > 1:
+                cells.append(Text(format_n(n_train)))
+            cells += [Text(method), Text(str(t)), Text(str(len(members)))]
+            stats: dict[str, Stat] = {}
+            for metric in metrics:
+                per_seed = []
+                for member in members:
+                    entry = values.get((member.run, t))
+                    if entry is None:
+                        _warn(
+                            f"{member.run}: no {suite} evaluation at iteration {t}; its cells are NaN"
+                        )
+                        per_seed.append(math.nan)
+                    elif metric not in entry:
+                        _warn(
+                            f"{member.run} iteration {t}: {suite} summary lacks {metric}; read as NaN"
+                        )
+                        per_seed.append(math.nan)
+                    else:
+                        per_seed.append(entry[metric])
+                stats[metric] = seed_stat(per_seed, scale=scale)
+                cells.append(stats[metric])
+            if delta:
+                if previous is None:
+                    cells.append(Text(NOT_APPLICABLE))
+                else:
+                    cells.append(Stat(stats[delta].mean - previous.mean, signed=True))
+                previous = stats[delta]
+            rows.append(cells)
+            row_keys.append((model, n_train, method, t))
+    unit = "%" if scale == 100 else ""
+    delta_text = (
+        f"Δ: change of {'the average' if delta == 'average' else label(delta)} from the method's "
+        "previous evaluated iteration; "
+        if delta
+        else ""
+    )
+    notes = [
+        f"Mean ± sample standard deviation over seeds{f' ({unit})' if unit else ''}; "
+        f"NaN: a number missing from a run; {delta_text}iteration t is the model after "
+        "self-play iteration t."
+    ]
+    return Table(
+        header=header,
+        n_keys=len(key_header),
+        rows=rows,
+        row_keys=row_keys,
+        column_keys=[*metrics, *([f"delta/{delta}"] if delta else [])],
+        caption=caption or f"Suite {suite}: per-benchmark scores by method and iteration",
+        notes=notes,
+        groups=group_starts,
+        digits=digits,
+    )
+
+
+def reference_table(
+    records: Records,
+    reference: Reference | None = None,
+    *,
+    suite: str = "iris10",
+    metric: str = "average",
+    scale: float | None = None,
+    digits: int = 2,
+) -> Table:
+    """This project's suite average next to the published one, per reference entry × iteration.
+
+    Rows: every published value of ``suite`` for the models this project ran (matched
+    by model name, loss and ``n_train`` when the entry gives one; see
+    :mod:`analysis.reference`). Columns: published value, this project's mean ± std over
+    seeds, their difference, the source. "—": this project has no matching run.
+    """
+    reference = reference or load_reference()
+    entries = reference.for_suite(suite)
+    if not entries:
+        raise NoData(f"the reference file has no published numbers for suite {suite!r}")
+    values = _eval_values(records, suite)
+    if not values:
+        raise NoData(f"no evaluation summaries of suite {suite!r} found")
+    scale = _default_scale(suite) if scale is None else scale
+    groups = _groups(records, sorted({run for run, _ in values}))
+    our_models = {key[0] for key in groups}
+    entries = [e for e in entries if any(e.matches_model(m) for m in our_models)]
+    if not entries:
+        raise NoData(
+            f"no run of a model with published {suite} numbers "
+            f"(runs: {sorted(our_models)}; reference models: "
+            f"{sorted({str(e.model) for e in reference.for_suite(suite)})})"
+        )
+    header = [
+        "Published setting",
+        "Iter.",
+        "Our method",
+        "Seeds",
+        "Published",
+        "Ours",
+        "Ours − published",
+        "Source",
+    ]
+    rows: list[list[Cell]] = []
+    row_keys: list[tuple] = []
+    starts: list[int] = []
+    for entry in entries:
+        starts.append(len(rows))
+        matched = [
+            (key, members)
+            for key, members in groups.items()
+            if entry.matches_model(key[0])
+            and members[0].loss == entry.method
+            and (entry.n_train is None or key[1] == entry.n_train)
+        ]
+        for iteration, published in entry.values.items():
+            found = False
+            for (_model, _n, method), members in matched:
+                evaluated = sorted({t for run, t in values if run in {m.run for m in members}})
+                t = evaluated[-1] if iteration == FINAL and evaluated else iteration
+                if not isinstance(t, int) or t not in evaluated:
+                    continue
+                per_seed = []
+                for member in members:
+                    entry_values = values.get((member.run, t), {})
+                    if metric not in entry_values:
+                        _warn(f"{member.run} iteration {t}: no {suite} {metric}; read as NaN")
+                    per_seed.append(entry_values.get(metric, math.nan))
+                ours = seed_stat(per_seed, scale=scale)
+                label = f"{iteration} ({t})" if iteration == FINAL else str(iteration)
+                rows.append(
+                    [
+                        Text(entry.label),
+                        Text(label),
+                        Text(method),
+                        Text(str(len(members))),
+                        Stat(published),
+                        ours,
+                        Stat(ours.mean - published, signed=True),
+                        Text(reference.sources[entry.source].short),
+                    ]
+                )
+                row_keys.append((entry.key, iteration, method))
+                found = True
+            if not found:
+                rows.append(
+                    [
+                        Text(entry.label),
+                        Text(str(iteration)),
+                        Text(NO_RUN),
+                        Text(NO_RUN),
+                        Stat(published),
+                        Text(NO_RUN),
+                        Text(NO_RUN),
+                        Text(reference.sources[entry.source].short),
+                    ]
+                )
+                row_keys.append((entry.key, iteration, None))
+    used = dict.fromkeys(e.source for e in entries)
+    notes = [
+        f"{'Values in %; ' if scale == 100 else ''}ours: mean ± sample std over seeds of the {suite} "
+        f"{metric}; —: no matching run of this project (the start checkpoint is not evaluated by "
+        "the run directories).",
+        *(
+            f"{reference.sources[s].short}: {reference.sources[s].citation} "
+            f"({reference.sources[s].location}; {reference.sources[s].url})"
+            for s in used
+        ),
+    ]
+    return Table(
+        header=header,
+        n_keys=4,
+        rows=rows,
+        row_keys=row_keys,
+        column_keys=["published", "ours", "difference", "source"],
+        caption=f"Suite {suite}: this project's {metric} next to published numbers",
+        notes=notes,
+        groups=starts,
+        digits=digits,
+    )
