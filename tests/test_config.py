@@ -260,7 +260,7 @@ def test_per_iteration_training_keys(config_file):
     """T-SPIN's λ = 0 at iteration 0: any training key can take one value per iteration."""
     cfg = load_config(SelfPlayConfig, config_file, ["--per_iteration", '{"lam": [0.0, 0.1, 0.1]}'])
     assert [cfg.training_for_iteration(t)["lam"] for t in range(3)] == [0.0, 0.1, 0.1]
-    with pytest.raises(ConfigError, match="per_iteration.lam needs one value per iteration"):
+    with pytest.raises(ConfigError, match=r"per_iteration\.lam needs one value per iteration"):
         load_config(SelfPlayConfig, config_file, ["--per_iteration", '{"lam": [0.0]}'])
 
 
