@@ -86,7 +86,7 @@ CAPTIONS: dict[str, str] = {
     "testbed_distance": (
         "Testbed: distance from the trained model to the known target distribution after each "
         "self-play iteration, mean over seeds (band: ± one standard deviation): forward "
-        "KL(p_data ‖ p_θ), reverse KL(p_θ ‖ p_data) where logged, and total variation."
+        "KL(p_data ‖ p_θ), reverse KL(p_θ ‖ p_data) where logged, and total variation; log scale."
     ),
     "data_efficiency": (
         "Data efficiency: {score} against the number of annotated samples n (log scale), "
@@ -590,7 +590,7 @@ def testbed_distance(
                 plot_band(ax, x, mean, std, color=colors[method], label=method, marker="o")
         ax.set_title(title)
         ax.set_xlabel("self-play iteration")
-        ax.set_ylim(bottom=0)
+        ax.set_yscale("log")  # distances span decades when a method diverges
     for ax in axes:
         ax.xaxis.set_major_locator(FixedLocator(sorted(iterations)))
         ax.xaxis.set_minor_locator(NullLocator())
@@ -640,7 +640,7 @@ def data_efficiency(
     ``iteration``: ``"last"`` (each run's last evaluated iteration; SFT's after its
     epochs) or an iteration index (the papers compare self-play after 2 iterations, t = 1).
     """
-    suite, metric, scale, ylabel, _ = score or data_efficiency_score(records)
+    suite, metric, scale, ylabel, higher_is_better = score or data_efficiency_score(records)
     chosen = records.filter(stage=EVAL, suite=suite, metric=metric, n_train=lambda n: n is not None)
     last: dict[str, int] = {}
     for r in chosen:
@@ -691,6 +691,8 @@ def data_efficiency(
     ax.set_xticks(sizes, [format_n(int(n)) for n in sizes])
     ax.set_xlabel("annotated samples n")
     ax.set_ylabel(ylabel)
+    if not higher_is_better:
+        ax.set_yscale("log")  # a distance: spans decades when a method diverges
     ax.set_title(
         f"at {'each run’s last evaluated iteration' if iteration == 'last' else f'iteration {iteration}'}"
     )

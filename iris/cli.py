@@ -113,11 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     selfplay = commands.add_parser("selfplay", help=_selfplay.__doc__)
     _add_selfplay_arguments(selfplay, stage=None)
-    for stage, text in (
-        ("generate", "sample iteration t's synthetic responses from θt (one stage of selfplay)"),
-        ("train", "train iteration t from θt on its self-play rows (one stage of selfplay)"),
+    for command, stage, text in (
+        ("generate", "generate", "sample iteration t's responses from θt (one stage of selfplay)"),
+        ("train", "train", "train iteration t from θt on its self-play rows (one stage of selfplay)"),
+        ("evaluate", "eval", "evaluate iteration t's model with the config's evaluator (one stage)"),
     ):
-        _add_selfplay_arguments(commands.add_parser(stage, help=text), stage=stage)
+        _add_selfplay_arguments(commands.add_parser(command, help=text), stage=stage)
     return parser
 
 

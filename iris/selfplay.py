@@ -286,12 +286,15 @@ def _stage_eval(
         return
     with run.stage("eval", iteration) as info:
         if state.is_main_process:  # one evaluation, written once
+            # Several processes: the in-memory model may be sharded (ZeRO-3, FSDP), so
+            # rank 0 evaluates the saved model on its own.
+            in_memory = model if state.num_processes == 1 else None
             scores = evaluator.evaluate(
                 run.model_dir(iteration),
                 iteration=iteration,
                 output_dir=run.eval_dir(iteration),
-                model=model,
-                tokenizer=tokenizer,
+                model=in_memory,
+                tokenizer=tokenizer if in_memory is not None else None,
             )
             info.update(scores={k: scores[k] for k in sorted(scores)[:20]})
         state.wait_for_everyone()
