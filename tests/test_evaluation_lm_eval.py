@@ -476,3 +476,52 @@ def test_uncached_hub_model_offline_names_the_prefetch_command(workspace, tmp_pa
         in err
     )
     assert not list(tmp_path.iterdir())
+
+
+def test_selfplay_records_lm_eval_results_per_iteration(workspace, tmp_path):
+    """``iris selfplay`` with ``evaluation: {kind: lm_eval, ...}`` scores every iteration's
+    model in memory and records the summaries and the eval stage in the run directory."""
+    import yaml
+
+    from iris.cli import main
+    from iris.runs import RunDir, read_json
+
+    data = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"prompt": f"what is the {w} {i}", "real": "the cat sat"}
+            for i, w in enumerate(WORDS[:8])
+        ],
+    )
+    config = {
+        "model": {"name_or_path": str(workspace.model_dir)},
+        "data": {"source": str(data), "n_train": 8},
+        "generation": {"max_new_tokens": 4, "batch_size": 8},
+        "iterations": 2,
+        "training": {
+            "loss": "spin",
+            "beta": 0.1,
+            "per_device_train_batch_size": 4,
+            "learning_rate": 1e-3,
+            "max_length": 48,
+            "save_strategy": "no",
+            "report_to": [],
+            "disable_tqdm": True,
+        },
+        "evaluation": {
+            "kind": "lm_eval",
+            "suite": str(workspace.suite),
+            "every": 1,
+            "batch_size": 4,
+            "bootstrap_iters": 0,
+        },
+    }
+    path = write(tmp_path / "run.yaml", yaml.safe_dump(config))
+    out = tmp_path / "run"
+    assert main(["selfplay", "--config", str(path), "--output-dir", str(out)]) == 0
+    run = RunDir(out)
+    for t in (0, 1):
+        assert run.stage_done("eval", t)
+        summary = read_json(run.eval_dir(t) / "tiny.summary.json")
+        assert set(summary["flat"]) >= {"tiny_mc/acc_norm", "tiny_gen/exact_match", "average"}
+        assert (run.eval_dir(t) / "tiny.lm_eval.json").is_file()
