@@ -471,7 +471,8 @@ class RunDir:
     """
 
     def __init__(self, root: str | os.PathLike, *, main_process: bool = True) -> None:
-        self.root = Path(root)
+        # Absolute: stage outputs are recorded relative to the root, whatever the cwd.
+        self.root = Path(root).absolute()
         self.main_process = main_process
 
     # ---- paths -----------------------------------------------------------------------

@@ -283,3 +283,16 @@ def test_layout_paths(tmp_path):
     assert (tmp_path / "run" / "iter_2").is_dir()
     with pytest.raises(ValueError):
         run.iteration_dir(-1)
+
+
+def test_relative_run_directory(tmp_path, monkeypatch):
+    """A run directory given relative to the working directory marks its outputs correctly."""
+    from iris.runs import RunDir, atomic_write_text
+
+    monkeypatch.chdir(tmp_path)
+    run = RunDir("outputs/run")
+    run.start({"a": 1})
+    atomic_write_text(run.data_dir / "train.jsonl", "{}\n")
+    run.mark_done("data", [run.data_dir])
+    assert run.stage_done("data")
+    assert run.root == tmp_path / "outputs" / "run"
