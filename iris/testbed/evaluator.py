@@ -76,7 +76,10 @@ def exact_metrics(target, model, encoded_support) -> dict[str, float]:
     q = p_model / valid_mass[:, None]
     per_prompt = {
         "forward_kl": (p_data * (data_log_probs - model_log_probs)).sum(axis=1),
-        "reverse_kl": (q * (np.log(q) - data_log_probs)).sum(axis=1),
+        # q log q → 0 where the model's probability underflows to 0.
+        "reverse_kl": np.where(
+            q > 0, q * (model_log_probs - np.log(valid_mass)[:, None] - data_log_probs), 0.0
+        ).sum(axis=1),
         "invalid_rate": invalid,
         "total_variation": 0.5 * (np.abs(p_data - p_model).sum(axis=1) + invalid),
         "real_loglik": (p_data * model_log_probs).sum(axis=1),
