@@ -584,10 +584,22 @@ class ModelConfig:
         default="float32",
         metadata=_help("Weights dtype; 'auto' keeps the checkpoint's dtype. Use bfloat16 on GPUs."),
     )
+    train_dtype: Literal["float32", "bfloat16", "float16", "auto"] | None = dataclasses.field(
+        default=None,
+        metadata=_help(
+            "Dtype the training stage loads the weights in (null: model.dtype). Keep float32 "
+            "under plain DDP (bf16 mixed precision computes in bf16 but updates fp32 weights; "
+            "pure-bf16 weights lose updates at lr 5e-7); ZeRO/FSDP keep fp32 masters anyway."
+        ),
+    )
 
     def __post_init__(self) -> None:
         _require(bool(self.name_or_path), "model.name_or_path must not be empty")
         _require(self.dtype in DTYPES, f"model.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        _require(
+            self.train_dtype is None or self.train_dtype in DTYPES,
+            f"model.train_dtype must be one of {DTYPES} or null, got {self.train_dtype!r}",
+        )
 
 
 @dataclasses.dataclass

@@ -220,7 +220,8 @@ def _stage_train(
     settings = config.training_for_iteration(iteration)
     settings.setdefault("seed", derive_seed(config.seed, "train", iteration) % 2**31)
     model_path, revision = _model_path(config, run, iteration)
-    dtype = getattr(torch, config.model.dtype) if config.model.dtype != "auto" else "auto"
+    dtype_name = config.model.train_dtype or config.model.dtype
+    dtype = getattr(torch, dtype_name) if dtype_name != "auto" else "auto"
     if _is_supervised(config):
         with run.stage("train", iteration) as info:
             model = AutoModelForCausalLM.from_pretrained(model_path, revision=revision, dtype=dtype)
