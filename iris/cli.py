@@ -15,14 +15,8 @@ def _check(args: argparse.Namespace) -> int:
     rows = accuracy_rows(n=args.samples)
     print("Loss library vs 50-digit mpmath reference (inputs rounded to each dtype first):\n")
     print(format_table(rows))
-    worst = {
-        row.function: max(
-            r.worst_error for r in rows if r.function == row.function and r.dtype != "float64"
-        )
-        for row in rows
-    }
     limit = 1e-5
-    failed = [name for name, err in worst.items() if err > limit]
+    failed = sorted({r.function for r in rows if r.dtype != "float64" and r.worst_error > limit})
     verdict = "FAIL" if failed else "PASS"
     print(
         f"\nfloat32/bfloat16 worst relative error ≤ {limit:g}: {verdict}"
@@ -115,8 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selfplay_arguments(selfplay, stage=None)
     for command, stage, text in (
         ("generate", "generate", "sample iteration t's responses from θt (one stage of selfplay)"),
-        ("train", "train", "train iteration t from θt on its self-play rows (one stage of selfplay)"),
-        ("evaluate", "eval", "evaluate iteration t's model with the config's evaluator (one stage)"),
+        (
+            "train",
+            "train",
+            "train iteration t from θt on its self-play rows (one stage of selfplay)",
+        ),
+        (
+            "evaluate",
+            "eval",
+            "evaluate iteration t's model with the config's evaluator (one stage)",
+        ),
     ):
         _add_selfplay_arguments(commands.add_parser(command, help=text), stage=stage)
     return parser

@@ -13,9 +13,13 @@ import mpmath
 mpmath.mp.dps = 50
 
 
+def _mp(values: Sequence[float]) -> list[mpmath.mpf]:
+    return [mpmath.mpf(float(v)) for v in values]
+
+
 def tilted_risk(losses: Sequence[float], tilt: float) -> mpmath.mpf:
     """(1/τ) log mean exp(τ ℓ), mean at τ = 0."""
-    values = [mpmath.mpf(float(v)) for v in losses]
+    values = _mp(losses)
     tau = mpmath.mpf(float(tilt))
     if tau == 0:
         return mpmath.fsum(values) / len(values)
@@ -29,7 +33,7 @@ def tilted_risk(losses: Sequence[float], tilt: float) -> mpmath.mpf:
 
 def tilt_weights(losses: Sequence[float], tilt: float) -> list[mpmath.mpf]:
     tau = mpmath.mpf(float(tilt))
-    values = [mpmath.mpf(float(v)) for v in losses]
+    values = _mp(losses)
     top = max(tau * v for v in values)
     raw = [mpmath.exp(tau * v - top) for v in values]
     total = mpmath.fsum(raw)
@@ -55,10 +59,6 @@ def condition_scale(losses: Sequence[float], tilt: float) -> mpmath.mpf:
     return mpmath.fsum(w * abs(mpmath.mpf(float(v))) for w, v in zip(weights, losses, strict=True))
 
 
-def _mp(values: Sequence[float]) -> list[mpmath.mpf]:
-    return [mpmath.mpf(float(v)) for v in values]
-
-
 def _softplus(x: mpmath.mpf) -> mpmath.mpf:
     return mpmath.log1p(mpmath.exp(x)) if x < 0 else x + mpmath.log1p(mpmath.exp(-x))
 
@@ -76,7 +76,9 @@ def spin_loss(real: Sequence[float], generated: Sequence[float], beta: float = 0
     return mpmath.fsum(terms) / len(terms)
 
 
-def space_loss(real: Sequence[float], generated: Sequence[float], mu: float = 1.0, beta: float = 1.0):
+def space_loss(
+    real: Sequence[float], generated: Sequence[float], mu: float = 1.0, beta: float = 1.0
+):
     m, b = mpmath.mpf(float(mu)), mpmath.mpf(float(beta))
     log_mu = mpmath.log(m)
     real_term = mpmath.fsum(_softplus(log_mu - b * r) for r in _mp(real)) / len(real)
@@ -84,7 +86,9 @@ def space_loss(real: Sequence[float], generated: Sequence[float], mu: float = 1.
     return real_term + m * gen_term
 
 
-def spif_loss(real: Sequence[float], generated: Sequence[float], beta: float = 0.1, bound: float = 2.0):
+def spif_loss(
+    real: Sequence[float], generated: Sequence[float], beta: float = 0.1, bound: float = 2.0
+):
     """−E_P[T] + E_Q[T + T²/4], T = 2(e^{r̃} − 1), r̃ = c tanh(β lr / c)."""
     b, c = mpmath.mpf(float(beta)), mpmath.mpf(float(bound))
 

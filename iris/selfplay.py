@@ -23,7 +23,6 @@ run directory whose saved config differs in anything that changes results.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import sys
@@ -420,4 +419,4 @@ def summary(run: RunDir) -> str:
         lines.append(
             f"{key:24s} {last.get('status', '?'):8s} {last.get('duration_s', float('nan')):8.1f} s"
         )
-    return "\n".join(lines) or json.dumps(manifest.get("stages", {}))
+    return "\n".join(lines) or "(no stage has run)"

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from iris.runs import atomic_write_json, atomic_write_text, read_json
+from iris.runs import RunDir, atomic_write_json, atomic_write_text, read_json, read_jsonl
+from iris.testbed.evaluator import SUMMARY_NAME
 from iris.testbed.task import TargetSpec, make_testbed_model, write_annotated
 
 METRICS = ("forward_kl", "reverse_kl", "total_variation", "invalid_rate", "real_loglik")
@@ -233,13 +234,13 @@ def collect(runs_root: Path, settings: DemoSettings) -> dict[str, Any]:
     for method in settings.methods:
         per_seed: dict[int, list[dict[str, float]]] = {}
         for seed in range(settings.seeds):
-            root = runs_root / method / f"seed{seed}"
+            run = RunDir(runs_root / method / f"seed{seed}", main_process=False)  # read only
             rows = []
             for t in range(settings.iterations):
-                summary = root / f"iter_{t}" / "eval" / "testbed.summary.json"
+                summary = run.eval_dir(t) / f"{SUMMARY_NAME}.summary.json"
                 flat = read_json(summary)["flat"] if summary.is_file() else {}
                 row = {m: float(flat.get(f"testbed/{m}", math.nan)) for m in METRICS}
-                row.update(_training_diagnostics(root / f"iter_{t}" / "metrics.jsonl"))
+                row.update(_training_diagnostics(run.metrics_path(t)))
                 rows.append(row)
             per_seed[seed] = rows
         runs[method] = per_seed
@@ -251,7 +252,7 @@ def _training_diagnostics(path: Path) -> dict[str, float]:
     out = {"alpha": math.nan, "generated_ess_fraction": math.nan, "real_ess_fraction": math.nan}
     if not path.is_file():
         return out
-    steps = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    steps = read_jsonl(path)
     for key, name in (
         ("alpha", "alpha"),
         ("weights/generated_ess_fraction", "generated_ess_fraction"),

@@ -57,21 +57,24 @@ class MarkovTarget:
         """Every word the testbed uses: prompt tokens, then symbols."""
         return self.prompts + self.symbols
 
+    def _continuation_log_prob(self, response: tuple[int, ...]) -> float:
+        """Every factor of p(response | prompt) after the start: transitions and stops."""
+        total = 0.0
+        for prev, nxt in itertools.pairwise(response):
+            total += math.log(self.transition[prev, nxt])
+        for s in response[:-1]:
+            total += math.log1p(-self.stop[s])
+        if len(response) < self.max_length:
+            total += math.log(self.stop[response[-1]])
+        return total
+
     def log_prob(self, prompt: int, response: tuple[int, ...]) -> float:
         """Exact ``log p_data(response | prompt)``; −inf outside the support."""
         if not 1 <= len(response) <= self.max_length:
             return -math.inf
         if any(not 0 <= s < self.num_symbols for s in response):
             return -math.inf
-        with np.errstate(divide="ignore"):
-            total = math.log(self.start[prompt, response[0]])
-            for prev, nxt in itertools.pairwise(response):
-                total += math.log(self.transition[prev, nxt])
-            for s in response[:-1]:
-                total += math.log1p(-self.stop[s])
-            if len(response) < self.max_length:
-                total += math.log(self.stop[response[-1]])
-        return total
+        return math.log(self.start[prompt, response[0]]) + self._continuation_log_prob(response)
 
     def sample(self, prompt: int, rng: np.random.Generator) -> tuple[int, ...]:
         state = int(rng.choice(self.num_symbols, p=self.start[prompt]))
@@ -94,14 +97,7 @@ class MarkovTarget:
         sequences = self.support()
         out = np.empty((self.num_prompts, len(sequences)))
         for j, seq in enumerate(sequences):
-            body = 0.0
-            for prev, nxt in itertools.pairwise(seq):
-                body += math.log(self.transition[prev, nxt])
-            for s in seq[:-1]:
-                body += math.log1p(-self.stop[s])
-            if len(seq) < self.max_length:
-                body += math.log(self.stop[seq[-1]])
-            out[:, j] = np.log(self.start[:, seq[0]]) + body
+            out[:, j] = np.log(self.start[:, seq[0]]) + self._continuation_log_prob(seq)
         return out
 
     def entropy(self) -> np.ndarray:
