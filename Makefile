@@ -11,6 +11,9 @@ export HF_HUB_OFFLINE = 1
 export HF_DATASETS_OFFLINE = 1
 export HF_HUB_DISABLE_TELEMETRY = 1
 export TOKENIZERS_PARALLELISM = false
+# DeepSpeed (a test dependency: the engine tests launch ZeRO-2/3) installs as pure Python;
+# the ops it needs are JIT-built at the first launch.
+export DS_BUILD_OPS = 0
 
 .PHONY: demo test test-all lint theory install clean
 

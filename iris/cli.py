@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -130,7 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     if unknown and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = unknown
-    return args.run(args)
+    from iris.config import ConfigError
+    from iris.launch import LaunchError
+    from iris.runs import ConfigMismatchError
+
+    try:
+        return args.run(args)
+    except (ConfigError, ConfigMismatchError, LaunchError) as err:
+        # A user's mistake, said plainly once (by the main process of a launch).
+        if os.environ.get("RANK", "0") == "0":
+            print(f"iris {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

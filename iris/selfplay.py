@@ -16,7 +16,8 @@ iteration t, with θt the starting checkpoint (t = 0) or the model of iteration 
 3. ``eval``: the evaluator scores the new model, when it asks to.
 
 Re-running the same command skips every stage whose ``.DONE`` marker verifies (its
-outputs' sha256 still match), continues an interrupted generation from its completed
+outputs still match what the marker recorded: see :mod:`iris.runs`; checked by the main
+process only, at a cost independent of the model's size), continues an interrupted generation from its completed
 shards and an interrupted training from its last checkpoint, and refuses to write into a
 run directory whose saved config differs in anything that changes results.
 """
@@ -26,7 +27,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,7 @@ from iris.generation import (
     read_generations,
 )
 from iris.runs import RunDir, atomic_write_json, read_json
-from iris.sft import SFT_LOSS, train_sft
+from iris.sft import SFT_LOSS, sft_rows, train_sft
 
 if TYPE_CHECKING:
     from iris.evaluation.base import Evaluator
@@ -59,13 +60,34 @@ logger = logging.getLogger(__name__)
 TRAIN_RECORDS = "train.jsonl"
 HELDOUT_RECORDS = "heldout.jsonl"
 DATA_STATS = "stats.json"
+# iter_<t>/: the training rows as an Arrow dataset every rank reads (removed once trained).
+TRAIN_DATASET = "train_dataset"
 
 
 def _distributed_state():
-    """accelerate's process state (one CPU process when not launched)."""
+    """accelerate's process state, checked against the launch (one process when not launched)."""
     from accelerate import PartialState
 
-    return PartialState()
+    from iris.launch import check_processes
+    from iris.trainer._config import cpu_only
+
+    state = PartialState(cpu=cpu_only())  # the group the trainers will join
+    check_processes(state.num_processes)
+    return state
+
+
+def _stage_done(run: RunDir, state, stage: str, iteration: int | None = None) -> bool:
+    """Whether a stage is complete, verified by the main process and told to the others.
+
+    One process reads the outputs (on a shared filesystem every rank reading every model
+    would multiply the cost by the world size) and every rank takes the same decision.
+    """
+    done = [run.stage_done(stage, iteration) if state.is_main_process else None]
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(done, from_process=0)
+    return bool(done[0])
 
 
 def _loss_name(config: SelfPlayConfig) -> str:
@@ -98,7 +120,7 @@ def _load_tokenizer(config: SelfPlayConfig):
 
 def _stage_data(config: SelfPlayConfig, run: RunDir, state) -> None:
     train_path = run.data_dir / TRAIN_RECORDS
-    if not run.stage_done("data"):
+    if not _stage_done(run, state, "data"):
         with run.stage("data") as info:
             if state.is_main_process:
                 split = prepare_data(config.data)
@@ -123,7 +145,7 @@ def _generate(
     seed: int,
 ) -> None:
     """One generation stage: sample ``items`` with ``model`` into ``output`` (resumable)."""
-    if run.stage_done(stage, iteration):
+    if _stage_done(run, state, stage, iteration):
         return
     gen = config.generation
     with run.stage(stage, iteration) as info:
@@ -195,6 +217,23 @@ def _schedule_state(run: RunDir, iteration: int) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
+def _shared_dataset(state, directory: Path, build: Callable[[], list[dict[str, Any]]]):
+    """The training rows as one on-disk dataset: built and saved by the main process, read by all.
+
+    Every rank trains on ``load_from_disk(directory)``, so TRL's tokenisation and
+    reference log-prob caches lie beside it: the main process writes each cache first
+    and the other ranks read it (an in-memory dataset would give every rank its own
+    temporary cache, which rank 0's reference log-probs never reach).
+    """
+    from datasets import Dataset, load_from_disk
+
+    if state.is_main_process:
+        shutil.rmtree(directory, ignore_errors=True)  # an interrupted attempt's copy and caches
+        Dataset.from_list(build()).save_to_disk(str(directory))
+    state.wait_for_everyone()
+    return load_from_disk(str(directory))
+
+
 def _stage_train(
     config: SelfPlayConfig,
     run: RunDir,
@@ -205,10 +244,9 @@ def _stage_train(
     proto: Mapping[str, Mapping[str, Any]] | None,
 ):
     """Train θt+1 from θt; returns the trained model (in memory) or None if skipped."""
-    if run.stage_done("train", iteration):
+    if _stage_done(run, state, "train", iteration):
         return None
     import torch
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -221,16 +259,22 @@ def _stage_train(
     model_path, revision = _model_path(config, run, iteration)
     dtype_name = config.model.train_dtype or config.model.dtype
     dtype = getattr(torch, dtype_name) if dtype_name != "auto" else "auto"
+    dataset_dir = iteration_dir / TRAIN_DATASET
     if _is_supervised(config):
         with run.stage("train", iteration) as info:
+            dataset = _shared_dataset(state, dataset_dir, lambda: sft_rows(records, tokenizer))
             model = AutoModelForCausalLM.from_pretrained(model_path, revision=revision, dtype=dtype)
-            trainer = train_sft(model, tokenizer, records, settings, output_dir=iteration_dir)
+            trainer = train_sft(model, tokenizer, dataset, settings, output_dir=iteration_dir)
+            info.update(rows=len(dataset))
             return _finish_training(run, state, iteration, trainer, tokenizer, info, [])
-    with run.stage("train", iteration) as info:
+
+    def build_rows() -> list[dict[str, Any]]:
         rows = _training_rows(config, run, iteration, records, tokenizer, proto)
-        if state.is_main_process:
-            write_records(run.train_data_path(iteration), rows)
-        state.wait_for_everyone()
+        write_records(run.train_data_path(iteration), rows)
+        return rows
+
+    with run.stage("train", iteration) as info:
+        dataset = _shared_dataset(state, dataset_dir, build_rows)
         args = IrisConfig(output_dir=str(iteration_dir), iteration=iteration, **settings)
         schedule = None
         if args.alpha_schedule is not None:
@@ -242,13 +286,13 @@ def _stage_train(
         trainer = IrisTrainer(
             model,
             args=args,
-            train_dataset=Dataset.from_list(rows),
+            train_dataset=dataset,
             processing_class=tokenizer,
             alpha_schedule=schedule,
         )
         checkpoint = get_last_checkpoint(str(iteration_dir)) if iteration_dir.is_dir() else None
         trainer.train(resume_from_checkpoint=checkpoint)
-        info.update(rows=len(rows))
+        info.update(rows=len(dataset))
         outputs = [run.train_data_path(iteration)]
         if (iteration_dir / SCHEDULE_FILE).is_file():
             outputs.append(iteration_dir / SCHEDULE_FILE)
@@ -257,15 +301,20 @@ def _stage_train(
 
 def _finish_training(run: RunDir, state, iteration: int, trainer, tokenizer, info, outputs):
     """Save θt+1 and its tokenizer, drop the checkpoints, mark the stage done."""
+    from iris.launch import engine_name
     from iris.trainer import METRICS_FILE
 
     iteration_dir = run.iteration_dir(iteration)
     trainer.save_model(str(run.model_dir(iteration)))
     if state.is_main_process:
         tokenizer.save_pretrained(str(run.model_dir(iteration)))
-        for stale in iteration_dir.glob("checkpoint-*"):
-            shutil.rmtree(stale)
-    info.update(steps=trainer.state.global_step)
+        for stale in [*iteration_dir.glob("checkpoint-*"), iteration_dir / TRAIN_DATASET]:
+            shutil.rmtree(stale, ignore_errors=True)
+    info.update(
+        steps=trainer.state.global_step,
+        engine=engine_name(trainer.accelerator.state),
+        processes=trainer.accelerator.num_processes,
+    )
     state.wait_for_everyone()
     run.mark_done(
         "train", [*outputs, run.model_dir(iteration), iteration_dir / METRICS_FILE], iteration
@@ -282,7 +331,7 @@ def _stage_eval(
     model,
     tokenizer,
 ) -> None:
-    if run.stage_done("eval", iteration):
+    if _stage_done(run, state, "eval", iteration):
         return
     with run.stage("eval", iteration) as info:
         if state.is_main_process:  # one evaluation, written once

@@ -30,43 +30,55 @@ def sft_rows(records: Sequence[Mapping[str, Any]], tokenizer) -> list[dict[str, 
 def sft_config(settings: Mapping[str, Any], *, output_dir: str | Path):
     """A ``trl.SFTConfig`` from a run's ``training`` mapping (its ``loss: sft`` removed).
 
-    bf16 defaults to on only where a CUDA device supports it (TRL's default, bf16, is ~10×
-    slower on CPU).
+    As for :class:`iris.trainer.IrisConfig`: bf16 follows the accelerate config under
+    ``accelerate launch``, else is on only where a CUDA device supports it (TRL's default,
+    bf16, is ~10× slower on CPU); ``use_cpu`` is switched on without an accelerator.
     """
-    import torch
     from trl import SFTConfig
 
+    from iris.trainer._config import cpu_only, default_bf16
+
     values = {k: v for k, v in settings.items() if k != "loss"}
-    if "bf16" not in values:
-        values["bf16"] = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if not values.get("use_cpu") and cpu_only():
+        values["use_cpu"] = True  # as IrisConfig: one training under a multi-process launch
+    if values.get("bf16") is None and not values.get("fp16"):
+        values["bf16"] = default_bf16(bool(values.get("use_cpu")))
     return SFTConfig(output_dir=str(output_dir), **values)
 
 
 def train_sft(
     model,
     tokenizer,
-    records: Sequence[Mapping[str, Any]],
+    train_dataset,
     settings: Mapping[str, Any],
     *,
     output_dir: str | Path,
     resume: bool = True,
 ):
-    """Fine-tune ``model`` on ``records``; checkpoints go to ``output_dir`` and a killed
-    run resumes from the last one. Returns the trainer (the model is ``trainer.model``)."""
-    from datasets import Dataset
+    """Fine-tune ``model`` on ``train_dataset`` (a ``datasets.Dataset`` of :func:`sft_rows`);
+    checkpoints go to ``output_dir`` and a killed run resumes from the last one. Returns the
+    trainer (the model is ``trainer.model``).
+
+    Under several processes give every rank the same dataset loaded from disk
+    (``load_from_disk``): TRL's tokenisation caches then lie beside it, written by the
+    main process and read by the others.
+    """
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
-    args = sft_config(settings, output_dir=output_dir)
+    from iris.launch import check_trainer
     from iris.trainer import MetricsFileCallback
+
+    args = sft_config(settings, output_dir=output_dir)
 
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(sft_rows(records, tokenizer)),
+        train_dataset=train_dataset,
         processing_class=tokenizer,
         callbacks=[MetricsFileCallback()],  # <output_dir>/metrics.jsonl, as for self-play
     )
+    check_trainer(trainer)  # the training the launcher asked for (iris.launch)
     checkpoint = None
     if resume and Path(output_dir).is_dir():
         checkpoint = get_last_checkpoint(str(output_dir))

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import collections
+import io
 import json
+import struct
+from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
+from iris import runs
 from iris.config import SelfPlayConfig, from_dict, non_result_keys, to_dict
 from iris.runs import (
     ConfigMismatchError,
@@ -296,3 +303,255 @@ def test_relative_run_directory(tmp_path, monkeypatch):
     run.mark_done("data", [run.data_dir])
     assert run.stage_done("data")
     assert run.root == tmp_path / "outputs" / "run"
+
+
+# ---- marker entries of large files: size + fingerprint ---------------------------------
+#
+# A file above runs.FULL_HASH_MAX_BYTES records its size and a fingerprint (safetensors:
+# sha256 of the header + a structural size check; any other file: sha256 of both ends)
+# instead of a full sha256, so verifying a 7B model reads kilobytes, not 15 GB. Most tests
+# lower the limit to 4 KiB (and the ends to 1 KiB) so that a 64 KiB file counts as large.
+
+WEIGHTS = "iter_0/model/model.safetensors"
+
+
+@pytest.fixture
+def small_limits(monkeypatch):
+    monkeypatch.setattr(runs, "FULL_HASH_MAX_BYTES", 4096)
+    monkeypatch.setattr(runs, "ENDS_BYTES", 1024)
+
+
+def save_weights(path, tensors):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path))
+    return path
+
+
+def tiny_model(model_dir, tensors=None):
+    """A model folder: config.json (small: full sha256) and a 64 KiB model.safetensors."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.json").write_text('{"hidden_size": 64}')
+    tensors = {"w": torch.zeros(16_384)} if tensors is None else tensors
+    return save_weights(model_dir / "model.safetensors", tensors)
+
+
+def flip_byte(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def data_start(path):
+    """Offset of a safetensors file's first tensor byte: 8 + header length."""
+    return 8 + struct.unpack("<Q", path.read_bytes()[:8])[0]
+
+
+def edit_marker_entry(run, stage, iteration, relative, entry):
+    marker = run.marker_path(stage, iteration)
+    content = read_json(marker)
+    content["outputs"][relative] = entry
+    atomic_write_json(marker, content)
+
+
+def count_reads(monkeypatch):
+    """Bytes iris.runs reads from disk, per file name (counted where the OS delivers them)."""
+    counts = collections.Counter()
+
+    class CountingFileIO(io.FileIO):
+        def readinto(self, buffer):
+            n = super().readinto(buffer)
+            counts[Path(self.name).name] += n or 0
+            return n
+
+        def readall(self):
+            data = super().readall()
+            counts[Path(self.name).name] += len(data)
+            return data
+
+    def counting_open(path, mode="r", *args, **kwargs):
+        assert mode == "rb", mode
+        return io.BufferedReader(CountingFileIO(path, "rb"))
+
+    monkeypatch.setattr(runs, "open", counting_open, raising=False)
+    return counts
+
+
+def test_large_safetensors_entry_verifies(tmp_path, small_limits):
+    run = RunDir(tmp_path / "run")
+    weights = tiny_model(run.model_dir(0))
+    run.mark_done("train", [run.model_dir(0)], 0)
+    outputs = read_json(run.marker_path("train", 0))["outputs"]
+    assert set(outputs["iter_0/model/config.json"]) == {"sha256", "size"}
+    assert set(outputs[WEIGHTS]) == {"size", "kind", "header_sha256"}
+    assert outputs[WEIGHTS]["kind"] == "safetensors"
+    assert outputs[WEIGHTS]["size"] == weights.stat().st_size
+    assert run.stage_done("train", 0) and run.stage_done("train", 0, verify=False)
+
+
+def test_truncated_or_padded_safetensors_fails(tmp_path, small_limits):
+    run = RunDir(tmp_path / "run")
+    weights = tiny_model(run.model_dir(0))
+    run.mark_done("train", [weights], 0)
+    entry = read_json(run.marker_path("train", 0))["outputs"][WEIGHTS]
+    intact = weights.read_bytes()
+    for damaged in (intact[:-1], intact[: len(intact) // 2], intact + b"\0" * 8):
+        weights.write_bytes(damaged)
+        assert not run.stage_done("train", 0, verify=False)  # the size tells
+        assert not run.stage_done("train", 0)
+        # With a marker recording the damaged size, the header's offsets still disagree.
+        edit_marker_entry(run, "train", 0, WEIGHTS, {**entry, "size": len(damaged)})
+        assert not run.stage_done("train", 0)
+        assert "truncated or padded" in runs.check_output(weights, {**entry, "size": len(damaged)})
+        edit_marker_entry(run, "train", 0, WEIGHTS, entry)
+    weights.write_bytes(intact)
+    assert run.stage_done("train", 0)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({"a": torch.zeros(16_384)}, {"b": torch.zeros(16_384)}),  # tensor name
+        ({"w": torch.zeros(16_384)}, {"w": torch.zeros(16_384, dtype=torch.int32)}),  # dtype
+        ({"w": torch.zeros(4, 4096)}, {"w": torch.zeros(4096, 4)}),  # shape
+    ],
+    ids=["name", "dtype", "shape"],
+)
+def test_changed_safetensors_header_of_the_same_size_fails(tmp_path, small_limits, before, after):
+    run = RunDir(tmp_path / "run")
+    weights = tiny_model(run.model_dir(0), before)
+    size = weights.stat().st_size
+    run.mark_done("train", [run.model_dir(0)], 0)
+    save_weights(weights, after)
+    assert weights.stat().st_size == size  # only the header differs
+    assert run.stage_done("train", 0, verify=False)
+    assert not run.stage_done("train", 0)
+
+
+def test_missing_or_swapped_shard_of_a_sharded_model_fails(tmp_path, small_limits):
+    run = RunDir(tmp_path / "run")
+    model = run.model_dir(0)
+    shards = [f"model-0000{i}-of-00002.safetensors" for i in (1, 2)]
+    save_weights(model / shards[0], {"a": torch.zeros(16_384)})
+    save_weights(model / shards[1], {"b": torch.ones(16_384)})
+    atomic_write_json(
+        model / "model.safetensors.index.json", {"weight_map": dict(zip("ab", shards, strict=True))}
+    )
+    run.mark_done("train", [model], 0)
+    assert run.stage_done("train", 0)
+    second = (model / shards[1]).read_bytes()
+
+    (model / shards[1]).unlink()
+    assert not run.stage_done("train", 0, verify=False)
+    assert not run.stage_done("train", 0)
+    (model / shards[1]).write_bytes((model / shards[0]).read_bytes())  # same size, tensor "a"
+    assert not run.stage_done("train", 0)
+    (model / shards[1]).write_bytes(second)
+    assert run.stage_done("train", 0)
+
+
+def test_small_file_modification_fails(tmp_path, small_limits):
+    run = RunDir(tmp_path / "run")
+    tiny_model(run.model_dir(0))
+    run.mark_done("train", [run.model_dir(0)], 0)
+    (run.model_dir(0) / "config.json").write_text('{"hidden_size": 65}')  # same size
+    assert run.stage_done("train", 0, verify=False)
+    assert not run.stage_done("train", 0)
+
+
+def test_mid_file_change_in_a_large_file_is_not_detected(tmp_path, small_limits):
+    """The documented trade-off: a large file's middle is not hashed, only its size,
+    header (safetensors) or first and last ENDS_BYTES (other files) are."""
+    run = RunDir(tmp_path / "run")
+    weights = tiny_model(run.model_dir(0))
+    optimizer = run.model_dir(0) / "optimizer.bin"
+    optimizer.write_bytes(bytes(range(256)) * 256)  # 64 KiB
+    run.mark_done("train", [run.model_dir(0)], 0)
+    entries = read_json(run.marker_path("train", 0))["outputs"]
+    assert set(entries["iter_0/model/optimizer.bin"]) == {"size", "kind", "ends_sha256"}
+    assert entries["iter_0/model/optimizer.bin"]["kind"] == "ends"
+
+    flip_byte(weights, (data_start(weights) + weights.stat().st_size) // 2)
+    flip_byte(weights, data_start(weights))  # even the first tensor byte
+    flip_byte(optimizer, optimizer.stat().st_size // 2)
+    assert run.stage_done("train", 0)
+
+    # The ends of a non-safetensors file are hashed.
+    for offset in (0, optimizer.stat().st_size - 1):
+        flip_byte(optimizer, offset)
+        assert not run.stage_done("train", 0)
+        flip_byte(optimizer, offset)
+    assert run.stage_done("train", 0)
+
+
+def test_verifying_a_large_file_reads_only_its_header(tmp_path, monkeypatch):
+    """At the real limit: a file just over 16 MiB costs O(header) bytes to mark and verify."""
+    run = RunDir(tmp_path / "run")
+    model = run.model_dir(0)
+    weights = tiny_model(model, {"w": torch.zeros(runs.FULL_HASH_MAX_BYTES // 4 + 16)})
+    optimizer = model / "optimizer.pt"
+    optimizer.write_bytes(b"\1" * (runs.FULL_HASH_MAX_BYTES + 1))
+    assert weights.stat().st_size > runs.FULL_HASH_MAX_BYTES
+    bytes_read = count_reads(monkeypatch)
+    hashed = []
+    full_sha256 = runs.sha256_file
+    monkeypatch.setattr(
+        runs, "sha256_file", lambda path, **kw: hashed.append(Path(path).name) or full_sha256(path)
+    )
+
+    run.mark_done("train", [model], 0)
+    assert run.stage_done("train", 0)
+
+    assert hashed == ["config.json", "config.json"]  # once to mark, once to verify
+    assert bytes_read["config.json"] == 2 * (model / "config.json").stat().st_size
+    buffer = io.DEFAULT_BUFFER_SIZE  # a buffered read may fetch up to one buffer more
+    assert bytes_read["model.safetensors"] <= 2 * (data_start(weights) + buffer)
+    assert bytes_read["optimizer.pt"] <= 2 * (2 * runs.ENDS_BYTES + buffer)
+
+
+def test_mark_done_on_a_non_main_process_reads_no_output(tmp_path, monkeypatch):
+    root = tmp_path / "run"
+    weights = tiny_model(root / "iter_0" / "model")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a non-main process read a stage output")
+
+    for name in ("checksum_outputs", "output_entry", "sha256_file", "_expand_outputs"):
+        monkeypatch.setattr(runs, name, forbidden)
+    follower = RunDir(root, main_process=False)
+    marker = follower.mark_done("train", [weights.parent, root / "not-yet-written.bin"], 0)
+    assert marker == root / "iter_0" / "train.DONE" and not marker.exists()
+
+
+def test_old_marker_with_a_full_sha256_for_a_large_file_still_verifies(tmp_path, small_limits):
+    run = RunDir(tmp_path / "run")
+    weights = tiny_model(run.model_dir(0))
+    run.mark_done("train", [run.model_dir(0)], 0)
+    # What markers held before fingerprints: a full sha256 for every file, whatever its size.
+    old_entry = {"sha256": runs.sha256_file(weights), "size": weights.stat().st_size}
+    edit_marker_entry(run, "train", 0, WEIGHTS, old_entry)
+    assert run.stage_done("train", 0)
+    flip_byte(weights, weights.stat().st_size // 2)  # verified as before: the whole file
+    assert not run.stage_done("train", 0)
+    assert run.stage_done("train", 0, verify=False)
+
+
+def test_unknown_or_invalid_entries_never_verify(tmp_path, small_limits):
+    run = RunDir(tmp_path / "run")
+    weights = tiny_model(run.model_dir(0))
+    run.mark_done("train", [weights], 0)
+    size = weights.stat().st_size
+    for entry in ({"size": size, "kind": "blake3", "blake3": "0"}, {"size": size}, "abc"):
+        edit_marker_entry(run, "train", 0, WEIGHTS, entry)
+        assert not run.stage_done("train", 0)
+
+
+def test_mark_done_refuses_a_large_broken_safetensors_file(tmp_path, small_limits):
+    run = RunDir(tmp_path / "run")
+    weights = tiny_model(run.model_dir(0))
+    weights.write_bytes(weights.read_bytes()[:-8])
+    with pytest.raises(ValueError, match="truncated or padded"):
+        run.mark_done("train", [weights], 0)
+    weights.write_bytes(b"\xff" * 8192)
+    with pytest.raises(ValueError, match="does not fit"):
+        run.mark_done("train", [weights], 0)
+    assert not run.marker_path("train", 0).exists()

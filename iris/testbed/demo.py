@@ -192,10 +192,11 @@ def warm_start(settings: DemoSettings, out: Path) -> tuple[Path, Path, dict[str,
         pool = settings.n_annotated * max(DATA_FACTORS.get(m, 1) for m in settings.methods)
         write_annotated(target, pool, data, seed=settings.target.seed + 1)
     if not (start / "model.safetensors").is_file() or not metrics_path.is_file():
+        from datasets import Dataset
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from iris.data import load_annotated, select_subsets
-        from iris.sft import train_sft
+        from iris.sft import sft_rows, train_sft
 
         init = make_testbed_model(target, out / "warm_start" / "init", seed=settings.model_seed)
         model = AutoModelForCausalLM.from_pretrained(init)
@@ -206,7 +207,7 @@ def warm_start(settings: DemoSettings, out: Path) -> tuple[Path, Path, dict[str,
         trainer = train_sft(
             model,
             tokenizer,
-            records,
+            Dataset.from_list(sft_rows(records, tokenizer)),
             {
                 "num_train_epochs": settings.warm_start_epochs,
                 "learning_rate": settings.warm_start_lr,

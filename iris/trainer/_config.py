@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -22,8 +23,27 @@ LOSS_HYPERPARAMETERS = ("alpha", "mu", "bound", "lam", "scale")
 WEIGHT_NORMALIZATIONS = ("global", "micro_batch")
 
 
-def _bf16_default(use_cpu: bool) -> bool:
+def default_bf16(use_cpu: bool) -> bool:
+    """bf16 mixed precision when the run config leaves it unset.
+
+    Under ``accelerate launch`` the accelerate config's ``mixed_precision`` decides (the
+    DeepSpeed engine rejects a trainer that disagrees with it); otherwise on where a CUDA
+    device supports it, off on CPU (where bf16 is ~10x slower).
+    """
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if launched is not None:
+        return launched == "bf16"
     return bool(not use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def cpu_only() -> bool:
+    """True on a machine without an accelerator (CUDA, XPU, MPS, ...): train on the CPU.
+
+    TrainingArguments must then have ``use_cpu=True``: otherwise, under a multi-process
+    launcher, it computes a world size of 1 (DeepSpeed then rejects the batch size and
+    plain DDP trains one independent model per process).
+    """
+    return not torch.accelerator.is_available()
 
 
 @dataclass
@@ -42,7 +62,9 @@ class IrisConfig(DPOConfig):
       :class:`iris.trainer.IrisTrainer` for the cost of each.
     - ``precompute_ref_log_probs`` defaults to ``True`` (the reference θt is the policy
       when the trainer is built; no second model in memory); ``bf16`` defaults to ``True``
-      only on a CUDA device that supports it (``False`` on CPU, where bf16 is ~10× slower);
+      as the accelerate config's ``mixed_precision`` under ``accelerate launch``, else only
+      on a CUDA device that supports it (``False`` on CPU, where bf16 is ~10× slower);
+      ``use_cpu`` is switched on when the machine has no accelerator (:func:`cpu_only`);
       ``logging_steps`` defaults to 1 (one metrics row per optimisation step);
       ``gradient_checkpointing`` (deprecated) is unset: use ``activation_checkpointing``
       (default ``True``, as TRL).
@@ -131,8 +153,8 @@ class IrisConfig(DPOConfig):
     bf16: bool | None = field(
         default=None,
         metadata={
-            "help": "bf16 mixed precision. Unset: True on a CUDA device with bf16 support, False otherwise (on CPU "
-            "bf16 is ~10x slower)."
+            "help": "bf16 mixed precision. Unset: the accelerate config's mixed_precision under `accelerate "
+            "launch`, else True on a CUDA device with bf16 support, False otherwise (on CPU bf16 is ~10x slower)."
         },
     )
     gradient_checkpointing: bool | None = field(
@@ -152,8 +174,10 @@ class IrisConfig(DPOConfig):
 
     def __post_init__(self) -> None:
         self._validate_iris_options()
+        if not self.use_cpu and cpu_only():
+            self.use_cpu = True  # no run config needs a CPU-specific key
         if self.bf16 is None:
-            self.bf16 = False if self.fp16 else _bf16_default(self.use_cpu)
+            self.bf16 = False if self.fp16 else default_bf16(self.use_cpu)
         super().__post_init__()
 
     def _validate_iris_options(self) -> None:

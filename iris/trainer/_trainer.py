@@ -24,6 +24,7 @@ from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import global_then_local_main_first
 
+from iris.launch import check_trainer
 from iris.losses import LossOutput
 from iris.schedules import AlphaSchedule, ConstantSchedule, Measurement, Progress, make_schedule
 
@@ -313,6 +314,16 @@ class IrisTrainer(DPOTrainer):
     # ----------------------------------------------------------------------------------
     # Construction helpers
     # ----------------------------------------------------------------------------------
+
+    def create_accelerator_and_postprocess(self) -> None:
+        """Build the Accelerator, then check it is the training the launcher asked for.
+
+        Runs inside ``Trainer.__init__``, before TRL computes the reference log-probs: a
+        launch whose engine, world size or mixed precision differs from the accelerate
+        config stops here (:mod:`iris.launch`), not after hours of work.
+        """
+        super().create_accelerator_and_postprocess()
+        check_trainer(self)
 
     @staticmethod
     def _build_schedule(
