@@ -82,6 +82,28 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    """Plan a run offline: parameters, memory per GPU, tokens and steps per iteration, fit."""
+    from iris.plan import PlanError, format_plan, plan, plan_to_json
+
+    try:
+        result = plan(
+            args.config,
+            args.overrides,
+            accelerate_config=args.accelerate_config,
+            gpus=args.gpus,
+            gpu_memory_gib=args.gpu_memory,
+            model_config=args.model_config,
+        )
+    except PlanError as err:
+        print(f"iris plan: error: {err}", file=sys.stderr)
+        return 2
+    print(format_plan(result))
+    if args.json is not None:
+        args.json.write_text(plan_to_json(result), encoding="utf-8")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iris", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +144,38 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ):
         _add_selfplay_arguments(commands.add_parser(command, help=text), stage=stage)
+
+    from pathlib import Path
+
+    from iris.plan import DEFAULT_GPU_MEMORY_GIB
+
+    plan = commands.add_parser(
+        "plan",
+        help=_plan.__doc__,
+        epilog="Any further --section.key value pairs override the config. No weights are "
+        "loaded or downloaded.",
+    )
+    plan.add_argument("config", help="YAML file of a SelfPlayConfig")
+    plan.add_argument(
+        "--accelerate-config",
+        required=True,
+        help="accelerate config YAML (experiments/configs/accelerate/)",
+    )
+    plan.add_argument("--gpus", type=int, default=None, help="total GPUs (overrides num_processes)")
+    plan.add_argument(
+        "--gpu-memory",
+        type=float,
+        default=DEFAULT_GPU_MEMORY_GIB,
+        help=f"memory of one GPU in GiB (default {DEFAULT_GPU_MEMORY_GIB:g})",
+    )
+    plan.add_argument(
+        "--model-config",
+        default=None,
+        help="the model's config.json or its directory (default: model.name_or_path, local "
+        "files only); experiments/configs/architectures/ has the paper models",
+    )
+    plan.add_argument("--json", type=Path, default=None, help="also write the plan here")
+    plan.set_defaults(run=_plan, accepts_overrides=True)
     return parser
 
 

@@ -35,7 +35,7 @@ def test_processes_that_do_not_form_the_launched_world_are_refused():
 def test_an_engine_that_was_not_formed_is_refused():
     check_accelerator("DEEPSPEED", 2, trainer_mixed_precision="bf16", environ=DEEPSPEED)
     check_accelerator("FSDP", 8, environ=FSDP)
-    with pytest.raises(LaunchError, match="asks for FSDP but the processes formed MULTI_CPU.*CPU"):
+    with pytest.raises(LaunchError, match=r"asks for FSDP but the processes formed MULTI_CPU.*CPU"):
         check_accelerator("MULTI_CPU", 8, environ=FSDP)
     with pytest.raises(LaunchError, match="asks for DEEPSPEED but the processes formed MULTI_GPU"):
         check_accelerator("MULTI_GPU", 2, trainer_mixed_precision="bf16", environ=DEEPSPEED)
@@ -44,7 +44,7 @@ def test_an_engine_that_was_not_formed_is_refused():
 
 
 def test_deepspeed_precision_differing_from_the_launcher_is_refused():
-    with pytest.raises(LaunchError, match="mixed_precision 'bf16'.*asks for 'no'"):
+    with pytest.raises(LaunchError, match=r"mixed_precision 'bf16'.*asks for 'no'"):
         check_accelerator("DEEPSPEED", 2, trainer_mixed_precision="no", environ=DEEPSPEED)
 
 

@@ -5,9 +5,10 @@
         [--configs trl-sigmoid,trl-sigmoid-live,iris,iris-live] [--gen-prompts 256]
         [--gen-new-tokens 256] [--skip-generation] [--json OUT.json]
 
-One command on a single H100/H200. The model is random-initialised from a config built
-locally (no download): Qwen2.5-3B (``Qwen2Config``, 3.1B parameters) or Mistral-7B, the
-architecture of Zephyr-7B (``MistralConfig``, 7.2B). The tokenizer is a word-level one
+One command on a single H100/H200. The model is random-initialised from the architecture
+files in ``experiments/configs/architectures/`` (no download; ``iris plan`` reads the same
+files): Qwen2.5-3B (``qwen2.5-3b.json``, 3.1B parameters) or Mistral-7B, the architecture
+of Zephyr-7B (``zephyr-7b.json``, 7.2B). The tokenizer is a word-level one
 (one word = one token, ids far below the real vocabulary size, which the embedding keeps),
 so the sequence lengths are exact.
 
@@ -59,6 +60,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+ARCHITECTURES = REPO / "experiments" / "configs" / "architectures"
+ARCHITECTURE_FILES = {"qwen2.5-3b": "qwen2.5-3b.json", "mistral-7b": "zephyr-7b.json"}
 FALLBACK_PEAK_FLOPS = 989e12  # dense bf16, H100 SXM (TRL's table gives the same for H200)
 CONFIGS = {
     # name: (trainer, loss, precompute reference log-probs)
@@ -76,33 +79,12 @@ WORDS = [f"w{i}" for i in range(4000)]
 
 
 def model_config(name: str):
-    """The architecture of the real model, built locally (no download)."""
-    if name == "qwen2.5-3b":
-        from transformers import Qwen2Config
+    """The architecture of the real model, read from its file in ``ARCHITECTURES`` (no download)."""
+    from transformers import AutoConfig
 
-        return Qwen2Config(
-            hidden_size=2048,
-            intermediate_size=11008,
-            num_hidden_layers=36,
-            num_attention_heads=16,
-            num_key_value_heads=2,
-            vocab_size=151936,
-            max_position_embeddings=32768,
-            tie_word_embeddings=True,
-        )
-    if name == "mistral-7b":
-        from transformers import MistralConfig
-
-        return MistralConfig(
-            hidden_size=4096,
-            intermediate_size=14336,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-            vocab_size=32000,
-            max_position_embeddings=32768,
-        )
-    raise ValueError(f"unknown model {name!r}; use qwen2.5-3b or mistral-7b")
+    if name not in ARCHITECTURE_FILES:
+        raise ValueError(f"unknown model {name!r}; use {' or '.join(ARCHITECTURE_FILES)}")
+    return AutoConfig.from_pretrained(ARCHITECTURES / ARCHITECTURE_FILES[name])
 
 
 def parameter_count(config) -> int:
@@ -362,7 +344,7 @@ def generation_table(rows: list[dict]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=("qwen2.5-3b", "mistral-7b"), default="qwen2.5-3b")
+    parser.add_argument("--model", choices=tuple(ARCHITECTURE_FILES), default="qwen2.5-3b")
     parser.add_argument("--batch", type=int, default=4, help="pairs per training step")
     parser.add_argument("--prompt-tokens", type=int, default=256)
     parser.add_argument("--response-tokens", type=int, default=512)
