@@ -47,8 +47,9 @@ def _selfplay(args: argparse.Namespace) -> int:
         stage=getattr(args, "stage", None),
         iteration=getattr(args, "iteration", None),
     )
-    print(summary(run))
-    print(f"run directory: {run.root}")
+    if run.main_process:  # once per launch
+        print(summary(run))
+        print(f"run directory: {run.root}")
     return 0
 
 

@@ -22,10 +22,19 @@ from accelerate.utils import DistributedType
 _build_state = AcceleratorState.__init__
 
 
-def _fsdp_on_cpu(self, mixed_precision=None, cpu=False, dynamo_plugin=None,
-                 deepspeed_plugin=None, fsdp_plugin=None, *args, **kwargs):
-    _build_state(self, mixed_precision, cpu, dynamo_plugin, deepspeed_plugin, fsdp_plugin,
-                 *args, **kwargs)
+def _fsdp_on_cpu(
+    self,
+    mixed_precision=None,
+    cpu=False,
+    dynamo_plugin=None,
+    deepspeed_plugin=None,
+    fsdp_plugin=None,
+    *args,
+    **kwargs,
+):
+    _build_state(
+        self, mixed_precision, cpu, dynamo_plugin, deepspeed_plugin, fsdp_plugin, *args, **kwargs
+    )
     if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
         self.distributed_type = DistributedType.FSDP
         self.fsdp_plugin = fsdp_plugin

@@ -1,9 +1,11 @@
 """Every engine a cluster user launches, executed: the staged recipe with 2 CPU processes.
 
-For each accelerate config of ``experiments/configs/accelerate/`` that trains on one node —
-DDP (``multi_gpu.yaml``), DeepSpeed ZeRO-2 (``zero2.yaml``), ZeRO-3 with activation
-checkpointing (``zero3.yaml``) and FSDP2 (``fsdp2.yaml``) — the staged commands of
-``experiments/README.md`` run as a user runs them:
+For each multi-process accelerate config of ``experiments/configs/accelerate/`` — DDP
+(``multi_gpu.yaml``), DeepSpeed ZeRO-2 (``zero2.yaml``), ZeRO-3 with activation
+checkpointing (``zero3.yaml``), FSDP2 (``fsdp2.yaml``) and ZeRO-3 over two nodes
+(``multi_node.yaml``, two launches of one process each on this host, ``--machine_rank``
+0 and 1, as on a cluster) — the staged commands of ``experiments/README.md`` run as a
+user runs them:
 
     iris generate --config C --output-dir R --iteration 0
     accelerate launch --config_file experiments/configs/accelerate/<engine>.yaml \\
@@ -12,7 +14,8 @@ checkpointing (``zero3.yaml``) and FSDP2 (``fsdp2.yaml``) — the staged command
 
 The only flags added to the README's commands are the process count and
 ``--mixed_precision no`` (fp32 on CPU: the configs' bf16 autocast is slow there and would
-make the comparison inexact), plus a free rendezvous port so that runs never collide.
+make the comparison inexact), plus a free rendezvous address on this host so that runs
+never collide.
 
 The run trains 2 steps of plain SGD on 8 self-play rows of the known-target testbed with
 a global batch of 8 = 2 per device × 2 accumulation × 2 ranks, so IRIS's whole-batch
@@ -51,12 +54,14 @@ ACCELERATE_CONFIGS = REPO / "experiments" / "configs" / "accelerate"
 TOLERANCE = 1e-5  # relative, on the parameter update
 TARGET = {"num_prompts": 4, "num_symbols": 4, "max_length": 4, "seed": 0}
 
-# engine → (accelerate config, what the run records as its engine, launcher script)
+# engine → (accelerate config, what the run records as its engine, launcher script, nodes)
 ENGINES = {
-    "ddp": ("multi_gpu.yaml", "ddp", None),
-    "zero2": ("zero2.yaml", "deepspeed-zero2", None),
-    "zero3": ("zero3.yaml", "deepspeed-zero3", None),
-    "fsdp2": ("fsdp2.yaml", "fsdp2", REPO / "tests" / "_fsdp_on_cpu.py"),
+    "ddp": ("multi_gpu.yaml", "ddp", None, 1),
+    "zero2": ("zero2.yaml", "deepspeed-zero2", None, 1),
+    "zero3": ("zero3.yaml", "deepspeed-zero3", None, 1),
+    "fsdp2": ("fsdp2.yaml", "fsdp2", REPO / "tests" / "_fsdp_on_cpu.py", 1),
+    # ZeRO-3 over 2 "nodes" of one process each, launched as on a cluster (machine_rank 0 and 1).
+    "multi_node": ("multi_node.yaml", "deepspeed-zero3", None, 2),
 }
 
 
@@ -109,33 +114,32 @@ def _environment() -> dict[str, str]:
     }
 
 
-def launch_train(config: Path, run: Path, accelerate_config: str, script: Path | None = None):
-    """The README's staged training command with 2 CPU processes; returns the completed process."""
+def launch_train(
+    config: Path, run: Path, accelerate_config: str, script: Path | None = None, machines: int = 1
+) -> subprocess.CompletedProcess:
+    """The README's staged training command with 2 CPU processes (on ``machines`` "nodes" of
+    this host, each launched as a cluster's node is); returns the completed processes' joint
+    return code and output."""
     entry = [str(script)] if script is not None else ["-m", "iris.cli"]
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(ACCELERATE_CONFIGS / accelerate_config),
-        "--num_processes",
-        "2",
-        "--mixed_precision",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
-        *entry,
-        "train",
-        "--config",
-        str(config),
-        "--output-dir",
-        str(run),
-        "--iteration",
-        "0",
-    ]
-    return subprocess.run(
-        command, env=_environment(), capture_output=True, text=True, timeout=600, cwd=REPO
-    )
+    port = str(_free_port())
+    iris = ["train", "--config", str(config), "--output-dir", str(run), "--iteration", "0"]
+    nodes = []
+    for rank in range(machines):
+        node = (
+            ["--num_machines", str(machines), "--machine_rank", str(rank)] if machines > 1 else []
+        )
+        command = [
+            sys.executable, "-m", "accelerate.commands.launch",
+            "--config_file", str(ACCELERATE_CONFIGS / accelerate_config),
+            "--num_processes", "2", *node, "--mixed_precision", "no",
+            "--main_process_ip", "127.0.0.1", "--main_process_port", port,
+            *entry, *iris,
+        ]  # fmt: skip
+        output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+        nodes.append(subprocess.Popen(command, env=_environment(), cwd=REPO, **output))
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    code = next((node.returncode for node in nodes if node.returncode), 0)
+    return subprocess.CompletedProcess(nodes[0].args, code, "\n".join(outputs), "")
 
 
 def _update(run: Path, start: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -181,12 +185,12 @@ def test_generation_is_the_same_in_both_recipes(single_process, generated):
 
 @pytest.mark.parametrize("engine", list(ENGINES))
 def test_staged_run_equals_one_process(engine, workspace, single_process, generated):
-    accelerate_config, recorded, script = ENGINES[engine]
+    accelerate_config, recorded, script, machines = ENGINES[engine]
     config = workspace / "engines.yaml"
     run = workspace / engine
     shutil.copytree(generated, run)
 
-    result = launch_train(config, run, accelerate_config, script)
+    result = launch_train(config, run, accelerate_config, script, machines)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
     assert main(["evaluate", "--config", str(config), "--output-dir", str(run),
                  "--iteration", "0"]) == 0  # fmt: skip
@@ -194,7 +198,10 @@ def test_staged_run_equals_one_process(engine, workspace, single_process, genera
     manifest = read_json(run / "manifest.json")
     train = manifest["stages"]["iter_0/train"][-1]
     assert (train["status"], train["engine"], train["processes"], train["steps"]) == (
-        "done", recorded, 2, 2
+        "done",
+        recorded,
+        2,
+        2,
     )
     start = load_file(workspace / "model" / "model.safetensors")
     reference = _update(single_process, start)
@@ -205,7 +212,9 @@ def test_staged_run_equals_one_process(engine, workspace, single_process, genera
     # The second step's weights are far from uniform: normalisation across ranks matters.
     steps = [json.loads(line) for line in (run / "iter_0" / "metrics.jsonl").open()]
     assert steps[1]["weights/generated_ess_fraction"] < 0.9
-    single_steps = [json.loads(line) for line in (single_process / "iter_0" / "metrics.jsonl").open()]
+    single_steps = [
+        json.loads(line) for line in (single_process / "iter_0" / "metrics.jsonl").open()
+    ]
     for key in ("loss", "objective/variational_estimate", "weights/generated_ess_fraction"):
         assert steps[1][key] == pytest.approx(single_steps[1][key], rel=1e-4, abs=1e-6), key
 

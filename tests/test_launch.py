@@ -14,7 +14,11 @@ from iris.launch import (
 from iris.trainer import IrisConfig
 from iris.trainer._config import cpu_only, default_bf16
 
-DEEPSPEED = {"WORLD_SIZE": "2", "ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_MIXED_PRECISION": "bf16"}
+DEEPSPEED = {
+    "WORLD_SIZE": "2",
+    "ACCELERATE_USE_DEEPSPEED": "true",
+    "ACCELERATE_MIXED_PRECISION": "bf16",
+}
 FSDP = {"WORLD_SIZE": "8", "ACCELERATE_USE_FSDP": "true"}
 
 
