@@ -316,6 +316,12 @@ def _finish_training(run: RunDir, state, iteration: int, trainer, tokenizer, inf
         processes=trainer.accelerator.num_processes,
     )
     state.wait_for_everyone()
+    # DeepSpeed ZeRO-3's training arguments make every later from_pretrained a collective
+    # partitioned load (zero.Init): rank 0 alone loading the model to evaluate it would then
+    # wait for the other ranks forever. The next iteration's arguments set it again.
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
     run.mark_done(
         "train", [*outputs, run.model_dir(iteration), iteration_dir / METRICS_FILE], iteration
     )

@@ -114,15 +114,14 @@ def _environment() -> dict[str, str]:
     }
 
 
-def launch_train(
-    config: Path, run: Path, accelerate_config: str, script: Path | None = None, machines: int = 1
+def launch(
+    accelerate_config: str, iris: list[str], script: Path | None = None, machines: int = 1
 ) -> subprocess.CompletedProcess:
-    """The README's staged training command with 2 CPU processes (on ``machines`` "nodes" of
-    this host, each launched as a cluster's node is); returns the completed processes' joint
-    return code and output."""
+    """``accelerate launch`` of an ``iris`` command with 2 CPU processes (on ``machines``
+    "nodes" of this host, each launched as a cluster's node is); returns the completed
+    processes' joint return code and output."""
     entry = [str(script)] if script is not None else ["-m", "iris.cli"]
     port = str(_free_port())
-    iris = ["train", "--config", str(config), "--output-dir", str(run), "--iteration", "0"]
     nodes = []
     for rank in range(machines):
         node = (
@@ -142,8 +141,8 @@ def launch_train(
     return subprocess.CompletedProcess(nodes[0].args, code, "\n".join(outputs), "")
 
 
-def _update(run: Path, start: dict[str, torch.Tensor]) -> torch.Tensor:
-    trained = load_file(run / "iter_0" / "model" / "model.safetensors")
+def _update(run: Path, start: dict[str, torch.Tensor], iteration: int = 0) -> torch.Tensor:
+    trained = load_file(run / f"iter_{iteration}" / "model" / "model.safetensors")
     assert sorted(trained) == sorted(start)
     return torch.cat([(trained[k].double() - start[k].double()).flatten() for k in sorted(start)])
 
@@ -190,7 +189,8 @@ def test_staged_run_equals_one_process(engine, workspace, single_process, genera
     run = workspace / engine
     shutil.copytree(generated, run)
 
-    result = launch_train(config, run, accelerate_config, script, machines)
+    train = ["train", "--config", str(config), "--output-dir", str(run), "--iteration", "0"]
+    result = launch(accelerate_config, train, script, machines)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
     assert main(["evaluate", "--config", str(config), "--output-dir", str(run),
                  "--iteration", "0"]) == 0  # fmt: skip
@@ -236,7 +236,10 @@ def test_fsdp_that_accelerate_cannot_form_stops_before_training(workspace, gener
     """Without the stand-in, accelerate forms DDP from the FSDP config on CPU: refused."""
     run = workspace / "fsdp-refused"
     shutil.copytree(generated, run)
-    result = launch_train(workspace / "engines.yaml", run, "fsdp2.yaml")
+    config = str(workspace / "engines.yaml")
+    result = launch(
+        "fsdp2.yaml", ["train", "--config", config, "--output-dir", str(run), "--iteration", "0"]
+    )
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "asks for FSDP but the processes formed MULTI_CPU" in output
@@ -244,3 +247,47 @@ def test_fsdp_that_accelerate_cannot_form_stops_before_training(workspace, gener
     assert not (run / "iter_0" / "model").exists()
     train = read_json(run / "manifest.json")["stages"]["iter_0/train"][-1]
     assert train["status"] == "failed" and "LaunchError" in train["error"]
+
+
+def test_selfplay_loop_under_zero3_equals_one_process(workspace):
+    """The whole loop in one launch (``iris selfplay`` under ZeRO-3): 2 iterations of
+    generation sharded over the ranks, training, and evaluation of the saved model by rank 0
+    while the other rank waits — with an α schedule carried across iterations."""
+    config = workspace / "selfplay.yaml"
+    text = (workspace / "engines.yaml").read_text()
+    config.write_text(
+        text.replace("iterations: 1", "iterations: 2")
+        .replace(
+            "alpha: 2.0", "alpha_schedule: {name: adaptive, gap: variational, update: iteration}"
+        )
+        .replace("optim: sgd", "optim: adamw_torch")
+        .replace("learning_rate: 0.5", "learning_rate: 1.0e-3")
+    )
+    single, launched = workspace / "selfplay-single", workspace / "selfplay-zero3"
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(single),
+                 "--training.gradient_accumulation_steps", "4"]) == 0  # fmt: skip
+    result = launch(
+        "zero3.yaml", ["selfplay", "--config", str(config), "--output-dir", str(launched)]
+    )
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert result.stdout.count("run directory:") == 1  # the summary, once per launch
+
+    start = load_file(workspace / "model" / "model.safetensors")
+    for t in (0, 1):
+        generated = f"iter_{t}/generated.jsonl"
+        assert (launched / generated).read_bytes() == (single / generated).read_bytes()
+        reference = _update(single, start, t)
+        assert (
+            float((_update(launched, start, t) - reference).norm() / reference.norm()) < TOLERANCE
+        )
+        scores = read_json(launched / f"iter_{t}" / "eval" / "testbed.summary.json")["flat"]
+        expected = read_json(single / f"iter_{t}" / "eval" / "testbed.summary.json")["flat"]
+        for key, value in expected.items():
+            if key != "average":
+                assert scores[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    stages = read_json(launched / "manifest.json")["stages"]
+    assert {stages[f"iter_{t}/train"][-1]["engine"] for t in (0, 1)} == {"deepspeed-zero3"}
+    schedule, expected = (
+        read_json(r / "iter_1" / "alpha_schedule.json") for r in (launched, single)
+    )
+    assert schedule["state"] == pytest.approx(expected["state"], rel=1e-5)
