@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -35,6 +36,10 @@ def _selfplay(args: argparse.Namespace) -> int:
     if args.output_dir is not None:
         overrides += ["--output_dir", args.output_dir]
     config = load_config(SelfPlayConfig, args.config, overrides)
+    if config.output_dir is None and os.environ.get("IRIS_RUNS_DIR"):
+        # configs/<model>/<method>.yaml → $IRIS_RUNS_DIR/<model>/<method> (as experiments/sweep.py)
+        spec = Path(args.config)
+        config.output_dir = str(Path(os.environ["IRIS_RUNS_DIR"]) / spec.parent.name / spec.stem)
     evaluator = None
     if config.evaluation:
         from iris.evaluation import make_evaluator
@@ -107,6 +112,9 @@ def _plan(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iris", description=__doc__)
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of errors (also IRIS_DEBUG=1)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help=_check.__doc__)
     check.add_argument("--samples", type=int, default=16, help="samples per loss vector")
@@ -145,8 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ):
         _add_selfplay_arguments(commands.add_parser(command, help=text), stage=stage)
-
-    from pathlib import Path
 
     from iris.plan import DEFAULT_GPU_MEMORY_GIB
 
@@ -193,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ConfigError, ConfigMismatchError, LaunchError) as err:
+        if args.debug or os.environ.get("IRIS_DEBUG", "") not in ("", "0"):
+            raise
         # A user's mistake, said plainly once (by the main process of a launch).
         if os.environ.get("RANK", "0") == "0":
             print(f"iris {args.command}: error: {err}", file=sys.stderr)

@@ -741,6 +741,8 @@ class SelfPlayConfig:
         "training.save_strategy",
         "training.save_total_limit",
         "training.dataloader_num_workers",
+        "training.ddp_backend",
+        "training.ddp_timeout",
         "generation.vllm_kwargs.gpu_memory_utilization",
     )
 
@@ -789,7 +791,9 @@ class SelfPlayConfig:
     output_dir: str | None = dataclasses.field(
         default=None,
         metadata=_help(
-            "Run directory (default: $IRIS_RUNS_DIR/<config name>).", affects_results=False
+            "Run directory (default: $IRIS_RUNS_DIR/<config's folder>/<config name>, as "
+            "experiments/sweep.py names it).",
+            affects_results=False,
         ),
     )
 

@@ -638,6 +638,14 @@ def _plan(
     _check_items(items)
     size = _effective_shard_size(backend, shard_size)
     fingerprint = generation_fingerprint(items, params, seed, backend=backend, extra=extra)
+    saved = shard_dir(output) / "plan.json"
+    if saved.is_file():
+        # Seeds follow the global prompt index, not the shard: an interrupted generation of
+        # the same fingerprint keeps its shard size (a changed shard_size never blocks it).
+        state = read_json(saved)
+        if state.get("fingerprint") == fingerprint and state.get("shard_size") != size:
+            logger.info("%s: continuing with the shard size %s it started with", saved.parent, state["shard_size"])
+            size = int(state["shard_size"])
     n_shards = -(-len(items) // size) if items else 0
     return _Plan(size, n_shards, shard_dir(output), fingerprint)
 

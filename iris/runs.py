@@ -742,6 +742,7 @@ class RunDir:
                     invocation["git"].get("dirty"),
                 )
             manifest.setdefault("invocations", []).append(invocation)
+            self._close_interrupted_attempts(manifest)
         else:
             manifest = {
                 "schema_version": MANIFEST_SCHEMA_VERSION,
@@ -762,6 +763,18 @@ class RunDir:
                 self.root.mkdir(parents=True, exist_ok=True)
         self._write_manifest(manifest)
         return manifest
+
+    def _close_interrupted_attempts(self, manifest: dict[str, Any]) -> None:
+        """Attempts still ``running`` belong to a killed invocation: close them.
+
+        A job killed between writing a stage's marker and recording the attempt's end
+        leaves ``running`` behind; its status becomes ``done`` when the marker exists,
+        else ``interrupted``.
+        """
+        for key, attempts in manifest.get("stages", {}).items():
+            if attempts and attempts[-1].get("status") == "running":
+                done = (self.root / f"{key}{MARKER_SUFFIX}").is_file()
+                attempts[-1].update(status="done" if done else "interrupted", closed_at=utc_now())
 
     def finish(self) -> None:
         """Record the end time of the current invocation (call once the driver has finished)."""

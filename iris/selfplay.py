@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iris.config import SelfPlayConfig, non_result_keys, to_dict
+from iris.config import ConfigError, SelfPlayConfig, non_result_keys, to_dict
 from iris.data import (
     build_selfplay_records,
     format_prompts,
@@ -182,7 +182,10 @@ def _generate(
             # Generates everything on one process, or returns the meta of a complete output.
             meta = generate_to_file(backend, items, output, **job)
             info.update(
-                {k: meta[k] for k in ("num_rows", "truncated_fraction", "seconds") if k in meta}
+                rows=meta.get("n"),
+                truncated_fraction=meta.get("truncated_fraction"),
+                generated_tokens=meta.get("generated_tokens"),
+                generation_s=meta.get("elapsed_s"),
             )
         del backend
         state.wait_for_everyone()
@@ -403,7 +406,12 @@ def run_selfplay(
     run stages as separate jobs; the stages it depends on must already be complete.
     """
     if config.output_dir is None:
-        raise ValueError("config.output_dir is not set: give --output-dir")
+        raise ConfigError("no run directory: give --output-dir (or set IRIS_RUNS_DIR)")
+    if iteration is not None and not 0 <= iteration < config.iterations:
+        raise ConfigError(
+            f"--iteration {iteration} is outside this run's iterations 0..{config.iterations - 1} "
+            f"(iterations: {config.iterations})"
+        )
     state = _distributed_state()
     run = RunDir(config.output_dir, main_process=state.is_main_process)
     run.start(

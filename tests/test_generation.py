@@ -279,6 +279,28 @@ def test_crash_then_resume_gives_the_uninterrupted_file(backend, items, tmp_path
     assert out.read_bytes() == reference.read_bytes()
 
 
+def test_a_changed_shard_size_continues_an_interrupted_generation(backend, items, tmp_path):
+    """``generation.shard_size`` does not change results: after a kill, a new value neither
+    blocks the resume nor discards the finished shards (the started shard size is kept)."""
+    reference = tmp_path / "reference.jsonl"
+    generate_to_file(backend, items, reference, SAMPLE, seed=9, shard_size=3, show_progress=False)
+    out = tmp_path / "run" / "generated.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        generate_to_file(
+            CountingBackend(backend, crash_on_call=2),
+            items,
+            out,
+            SAMPLE,
+            seed=9,
+            shard_size=3,
+            show_progress=False,
+        )
+    resumed = CountingBackend(backend)
+    generate_to_file(resumed, items, out, SAMPLE, seed=9, shard_size=6, show_progress=False)
+    assert resumed.prompts == len(items) - 3
+    assert out.read_bytes() == reference.read_bytes()
+
+
 def test_existing_output_of_another_generation(backend, items, tmp_path):
     out = tmp_path / "generated.jsonl"
     generate_to_file(backend, items, out, SAMPLE, seed=1, shard_size=3, show_progress=False)

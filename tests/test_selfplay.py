@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from iris.cli import main
+from iris.config import ConfigError
 from iris.runs import RunDir, read_jsonl
 from iris.tiny_models import save_tiny_model
 
@@ -98,7 +99,10 @@ def test_two_iterations_end_to_end(workspace, tmp_path, capsys):
     changed = ["--training.learning_rate", "0.1"]
     assert main(["selfplay", "--config", str(config), "--output-dir", str(out), *changed]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("iris selfplay: error: refusing to resume") and "training.learning_rate" in error
+    assert (
+        error.startswith("iris selfplay: error: refusing to resume")
+        and "training.learning_rate" in error
+    )
 
 
 def test_tspin_generates_proto_once_and_single_stages(workspace, tmp_path):
@@ -162,3 +166,54 @@ def test_killed_runs_resume_to_the_uninterrupted_result(workspace, tmp_path):
             torch.testing.assert_close(wb[key], wa[key], rtol=1e-5, atol=1e-6)
         steps = [m["step"] for m in read_jsonl(b.metrics_path(t)) if "loss" in m]
         assert steps == sorted(set(steps)), "metrics rows duplicated after resume"
+
+
+def test_iteration_out_of_range_is_refused_before_anything(workspace, tmp_path, capsys):
+    config = str(write_config(workspace, "range"))  # iterations: 2
+    out = tmp_path / "run"
+    for iteration in ("2", "-1"):
+        assert main(["generate", "--config", config, "--output-dir", str(out),
+                     "--iteration", iteration]) == 2  # fmt: skip
+        error = capsys.readouterr().err
+        assert f"--iteration {iteration} is outside this run's iterations 0..1" in error
+        assert "Traceback" not in error
+    assert not out.exists()  # nothing written
+    with pytest.raises(ConfigError, match="outside"):  # --debug shows the exception itself
+        main(["--debug", "generate", "--config", config, "--output-dir", str(out),
+              "--iteration", "2"])  # fmt: skip
+
+
+def test_runs_dir_default_and_generation_stats(workspace, tmp_path, monkeypatch):
+    """No --output-dir: $IRIS_RUNS_DIR/<config's folder>/<config name>, as experiments/sweep.py."""
+    config = write_config(workspace, "stats")
+    monkeypatch.setenv("IRIS_RUNS_DIR", str(tmp_path / "runs"))
+    assert main(["generate", "--config", str(config), "--iteration", "0"]) == 0
+    run = RunDir(tmp_path / "runs" / workspace.name / "stats")
+    generate = run.read_manifest()["stages"]["iter_0/generate"][-1]
+    rows = read_jsonl(run.generated_path(0))
+    assert generate["rows"] == len(rows) == 24
+    assert generate["truncated_fraction"] == sum(r["truncated"] for r in rows) / 24
+    assert generate["generated_tokens"] == sum(r["num_tokens"] for r in rows)
+    assert generate["generation_s"] > 0
+
+
+def test_interrupted_attempts_are_closed_and_launch_keys_never_block(workspace, tmp_path):
+    """A kill after a stage's marker but before the manifest's update leaves `running`
+    behind: the next invocation closes it (done: its marker exists; else interrupted).
+    Launch settings such as training.ddp_backend do not change results: they never block."""
+    config = str(write_config(workspace, "stale"))
+    out = tmp_path / "run"
+    assert main(["generate", "--config", config, "--output-dir", str(out), "--iteration", "0"]) == 0
+    run = RunDir(out)
+    manifest = run.read_manifest()
+    manifest["stages"]["iter_0/generate"][-1]["status"] = "running"
+    manifest["stages"]["iter_0/train"] = [
+        {"started_at": "2026-12-02T00:00:00+00:00", "status": "running"}
+    ]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["generate", "--config", config, "--output-dir", str(out), "--iteration", "0",
+                 "--training.ddp_backend", "gloo"]) == 0  # fmt: skip
+    stages = run.read_manifest()["stages"]
+    assert stages["iter_0/generate"][-1]["status"] == "done"
+    assert stages["iter_0/train"][-1]["status"] == "interrupted"
+    assert "closed_at" in stages["iter_0/train"][-1]
