@@ -166,6 +166,13 @@ def test_killed_runs_resume_to_the_uninterrupted_result(workspace, tmp_path):
             torch.testing.assert_close(wb[key], wa[key], rtol=1e-5, atol=1e-6)
         steps = [m["step"] for m in read_jsonl(b.metrics_path(t)) if "loss" in m]
         assert steps == sorted(set(steps)), "metrics rows duplicated after resume"
+        # Whole-iteration totals are those of the uninterrupted run, not of the resumed part.
+        (end_a,), (end_b,) = (
+            [m for m in read_jsonl(r.metrics_path(t)) if "train_loss" in m] for r in (a, b)
+        )
+        assert end_b["train_loss"] == pytest.approx(end_a["train_loss"], rel=1e-4, abs=1e-6)
+        last_a, last_b = (read_jsonl(r.metrics_path(t))[-2] for r in (a, b))
+        assert last_b["num_tokens"] == last_a["num_tokens"]
 
 
 def test_iteration_out_of_range_is_refused_before_anything(workspace, tmp_path, capsys):

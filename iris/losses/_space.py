@@ -50,7 +50,9 @@ def space_loss(
     real_weights = torch.sigmoid(-real_margin.detach()) / real.numel()
     generated_weights = mu * torch.sigmoid(generated_margin.detach()) / generated.numel()
     metrics = {
-        # Posterior probability the classifier assigns to "annotated", per side.
+        # Accuracies, not posterior probabilities: the classifier σ_μ(u) says "annotated"
+        # iff u > log μ; the fraction of annotated samples it classifies as annotated and
+        # of synthetic samples it classifies as synthetic.
         "real_accuracy": (real_margin.detach() > 0).to(dtype).mean(),
         "generated_accuracy": (generated_margin.detach() < 0).to(dtype).mean(),
     }

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from datasets import Dataset, IterableDataset, concatenate_datasets
 from torch import Tensor
 from transformers import TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
@@ -769,7 +770,20 @@ class IrisTrainer(DPOTrainer):
                 now - self._last_log_time, 1e-9
             )
             self._tokens_since_log, self._last_log_time = 0.0, now
+        if "train_loss" in logs and getattr(self, "_resumed_history", None):
+            logs["train_loss"] = self._whole_run_train_loss(logs["train_loss"])
         super().log(logs, start_time)
+
+    def _whole_run_train_loss(self, since_resume: float) -> float:
+        """transformers' ``train_loss`` of a resumed run covers the steps since the resume:
+        add the checkpoint's logged steps back (each logged loss is the mean over its
+        logging interval), so a resumed run reports what an uninterrupted one does."""
+        resumed, step, before = self._resumed_history[-1]["step"], 0, 0.0
+        for row in self._resumed_history:
+            before += row["loss"] * (row["step"] - step)
+            step = row["step"]
+        total_steps = self.state.global_step
+        return (before + since_resume * (total_steps - resumed)) / max(total_steps, 1)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         if not self._parameters_are_finite():
@@ -813,15 +827,24 @@ class IrisTrainer(DPOTrainer):
         path.write_text(json.dumps(record, indent=2) + "\n")
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
-        if resume_from_checkpoint and self.alpha_schedule is not None:
+        folder = None
+        if resume_from_checkpoint:
             folder = (
                 get_last_checkpoint(self.args.output_dir)
                 if resume_from_checkpoint is True
                 else os.fspath(resume_from_checkpoint)
             )
-            path = Path(folder) / SCHEDULE_FILE if folder else None
-            if path is not None and path.exists():
-                self.alpha_schedule.load_state_dict(json.loads(path.read_text())["state"])
+        if folder and self.alpha_schedule is not None and (Path(folder) / SCHEDULE_FILE).exists():
+            state = json.loads((Path(folder) / SCHEDULE_FILE).read_text())["state"]
+            self.alpha_schedule.load_state_dict(state)
+        # The step history of the checkpoint: a resumed run reports whole-run totals.
+        self._resumed_history = []
+        if folder and (Path(folder) / TRAINER_STATE_NAME).exists():
+            saved = json.loads((Path(folder) / TRAINER_STATE_NAME).read_text())
+            self._resumed_history = [row for row in saved.get("log_history", []) if "loss" in row]
+        self._total_train_tokens = int(
+            max((row.get("num_tokens", 0) for row in self._resumed_history), default=0)
+        )
         self._tokens_since_log, self._last_log_time = 0.0, time.perf_counter()
         output = super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
         if self.alpha_schedule is not None and self.args.should_save:
