@@ -250,7 +250,8 @@ def _parse_typed(text: str, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")
 
 
-def _suggest(key: str, candidates: Sequence[str]) -> str:
+def suggest(key: str, candidates: Sequence[str]) -> str:
+    """' Did you mean ...?' for a mistyped key (or the valid keys), to end an error message."""
     close = difflib.get_close_matches(key, list(candidates), n=3, cutoff=0.6)
     if close:
         return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
@@ -285,7 +286,7 @@ def from_dict(
         key = unknown[0]
         raise ConfigError(
             f"{source}: unknown key {_prefix + str(key)!r} ({cls.__name__} has no field {key!r})."
-            + _suggest(str(key), list(fields))
+            + suggest(str(key), list(fields))
         )
     kwargs: dict[str, Any] = {}
     for name, field in fields.items():
@@ -426,7 +427,7 @@ def apply_overrides(
                 raise ConfigError(
                     f"{where}: unknown key {'.'.join(parts[: depth + 1])!r} "
                     f"({current_cls.__name__} has no field {part!r})."
-                    + _suggest(part, list(fields))
+                    + suggest(part, list(fields))
                 )
             tp = _field_types(current_cls)[part]
             if last:
@@ -511,7 +512,7 @@ def _check_keys(cls: type, data: Mapping[str, Any], source: str, prefix: str = "
         if key not in fields:
             raise ConfigError(
                 f"{source}: unknown key {prefix + str(key)!r} ({cls.__name__} has no field {key!r})."
-                + _suggest(str(key), list(fields))
+                + suggest(str(key), list(fields))
             )
         if _is_dataclass_type(hints[key]) and isinstance(value, Mapping):
             _check_keys(hints[key], value, source, prefix + key + ".")

@@ -615,20 +615,18 @@ def read_engine(path: str | os.PathLike, gpus: int | None = None) -> Engine:
 
 def training_settings(config, iteration: int) -> TrainingSettings:
     """Iteration ``iteration``'s trainer config, built as the train stage builds it, reduced to what the plan needs."""
-    from iris.sft import SFT_LOSS, sft_config
-    from iris.trainer import IrisConfig, loss_spec
+    from iris.config import ConfigError
+    from iris.selfplay import trainer_args
+    from iris.sft import SFT_LOSS
+    from iris.trainer import loss_spec
 
-    training = config.training_for_iteration(iteration)
-    loss = str(training.get("loss", "iris"))
+    loss = str(config.training_for_iteration(iteration).get("loss", "iris"))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if loss == SFT_LOSS:
-                args = sft_config(training, output_dir="plan")
-            else:
-                args = IrisConfig(output_dir="plan", iteration=iteration, **training)
-    except (TypeError, ValueError) as err:
-        raise PlanError(f"training (iteration {iteration}): {_first_line(err)}") from err
+            args = trainer_args(config, iteration, "plan")
+    except ConfigError as err:
+        raise PlanError(_first_line(err)) from err
     if args.max_steps > 0:
         raise PlanError(
             "training.max_steps replaces the epochs; the planner counts epochs: unset it"

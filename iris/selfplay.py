@@ -220,6 +220,64 @@ def _schedule_state(run: RunDir, iteration: int) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
+def trainer_args(config: SelfPlayConfig, iteration: int, output_dir: str | Path):
+    """Iteration ``iteration``'s trainer config (an IrisConfig, or an SFTConfig for
+    ``loss: sft``), as its train stage builds it.
+
+    A mistake inside ``training:`` (an unknown key, a bad value) raises
+    :class:`iris.config.ConfigError` naming the key, so the driver can check every
+    iteration's config before any stage runs.
+    """
+    import dataclasses
+    import re
+
+    from iris.config import suggest
+    from iris.sft import sft_config
+    from iris.trainer import IrisConfig
+
+    settings = config.training_for_iteration(iteration)
+    settings.setdefault("seed", derive_seed(config.seed, "train", iteration) % 2**31)
+    where = "training" if config.iterations == 1 else f"training (iteration {iteration})"
+    try:
+        if _is_supervised(config):
+            return sft_config(settings, output_dir=output_dir)
+        return IrisConfig(output_dir=str(output_dir), iteration=iteration, **settings)
+    except TypeError as err:
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if unknown is None:
+            raise ConfigError(f"{where}: {err}") from err
+        from trl import SFTConfig
+
+        fields = [
+            f.name for f in dataclasses.fields(SFTConfig if _is_supervised(config) else IrisConfig)
+        ]
+        key = unknown.group(1)
+        raise ConfigError(
+            f"training.{key}: unknown key of the trainer config.{suggest(key, fields)}"
+        ) from err
+    except ValueError as err:
+        raise ConfigError(f"{where}: {str(err).strip().splitlines()[0]}") from err
+
+
+def _check_training(config: SelfPlayConfig) -> None:
+    """Build every iteration's trainer config once, before any stage (seconds, not hours)."""
+    import warnings
+
+    from transformers.integrations import get_reporting_integration_callbacks
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for t in range(config.iterations):
+            args = trainer_args(config, t, Path(config.output_dir or ".") / f"iter_{t}")
+    unset_hf_deepspeed_config()  # a DeepSpeed launch's args register ZeRO-3 loading globally
+    for callback in get_reporting_integration_callbacks(args.report_to):
+        try:
+            callback()  # checks that its package is installed; connects nothing yet
+        except (ImportError, RuntimeError) as err:
+            raise ConfigError(f"training.report_to: {err}") from err
+
+
 def _shared_dataset(state, directory: Path, build: Callable[[], list[dict[str, Any]]]):
     """The training rows as one on-disk dataset: built and saved by the main process, read by all.
 
@@ -254,11 +312,9 @@ def _stage_train(
     from transformers.trainer_utils import get_last_checkpoint
 
     from iris.schedules import make_schedule
-    from iris.trainer import SCHEDULE_FILE, IrisConfig, IrisTrainer
+    from iris.trainer import SCHEDULE_FILE, IrisTrainer
 
     iteration_dir = run.iteration_dir(iteration)
-    settings = config.training_for_iteration(iteration)
-    settings.setdefault("seed", derive_seed(config.seed, "train", iteration) % 2**31)
     model_path, revision = _model_path(config, run, iteration)
     dtype_name = config.model.train_dtype or config.model.dtype
     dtype = getattr(torch, dtype_name) if dtype_name != "auto" else "auto"
@@ -267,7 +323,8 @@ def _stage_train(
         with run.stage("train", iteration) as info:
             dataset = _shared_dataset(state, dataset_dir, lambda: sft_rows(records, tokenizer))
             model = AutoModelForCausalLM.from_pretrained(model_path, revision=revision, dtype=dtype)
-            trainer = train_sft(model, tokenizer, dataset, settings, output_dir=iteration_dir)
+            args = trainer_args(config, iteration, iteration_dir)
+            trainer = train_sft(model, tokenizer, dataset, args)
             info.update(rows=len(dataset))
             return _finish_training(run, state, iteration, trainer, tokenizer, info, [])
 
@@ -278,7 +335,7 @@ def _stage_train(
 
     with run.stage("train", iteration) as info:
         dataset = _shared_dataset(state, dataset_dir, build_rows)
-        args = IrisConfig(output_dir=str(iteration_dir), iteration=iteration, **settings)
+        args = trainer_args(config, iteration, iteration_dir)
         schedule = None
         if args.alpha_schedule is not None:
             schedule = make_schedule(args.alpha_schedule)
@@ -412,6 +469,7 @@ def run_selfplay(
             f"--iteration {iteration} is outside this run's iterations 0..{config.iterations - 1} "
             f"(iterations: {config.iterations})"
         )
+    _check_training(config)
     state = _distributed_state()
     run = RunDir(config.output_dir, main_process=state.is_main_process)
     run.start(

@@ -46,18 +46,10 @@ def sft_config(settings: Mapping[str, Any], *, output_dir: str | Path):
     return SFTConfig(output_dir=str(output_dir), **values)
 
 
-def train_sft(
-    model,
-    tokenizer,
-    train_dataset,
-    settings: Mapping[str, Any],
-    *,
-    output_dir: str | Path,
-    resume: bool = True,
-):
-    """Fine-tune ``model`` on ``train_dataset`` (a ``datasets.Dataset`` of :func:`sft_rows`);
-    checkpoints go to ``output_dir`` and a killed run resumes from the last one. Returns the
-    trainer (the model is ``trainer.model``).
+def train_sft(model, tokenizer, train_dataset, args, *, resume: bool = True):
+    """Fine-tune ``model`` on ``train_dataset`` (a ``datasets.Dataset`` of :func:`sft_rows`)
+    with ``args`` (:func:`sft_config`); checkpoints go to ``args.output_dir`` and a killed run
+    resumes from the last one. Returns the trainer (the model is ``trainer.model``).
 
     Under several processes give every rank the same dataset loaded from disk
     (``load_from_disk``): TRL's tokenisation caches then lie beside it, written by the
@@ -69,8 +61,6 @@ def train_sft(
     from iris.launch import check_trainer
     from iris.trainer import MetricsFileCallback
 
-    args = sft_config(settings, output_dir=output_dir)
-
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -80,7 +70,7 @@ def train_sft(
     )
     check_trainer(trainer)  # the training the launcher asked for (iris.launch)
     checkpoint = None
-    if resume and Path(output_dir).is_dir():
-        checkpoint = get_last_checkpoint(str(output_dir))
+    if resume and Path(args.output_dir).is_dir():
+        checkpoint = get_last_checkpoint(args.output_dir)
     trainer.train(resume_from_checkpoint=checkpoint)
     return trainer

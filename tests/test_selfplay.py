@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from iris.cli import main
-from iris.config import ConfigError
+from iris.config import ConfigError, SelfPlayConfig, non_result_keys
 from iris.runs import RunDir, read_jsonl
 from iris.tiny_models import save_tiny_model
 
@@ -207,7 +207,7 @@ def test_runs_dir_default_and_generation_stats(workspace, tmp_path, monkeypatch)
 def test_interrupted_attempts_are_closed_and_launch_keys_never_block(workspace, tmp_path):
     """A kill after a stage's marker but before the manifest's update leaves `running`
     behind: the next invocation closes it (done: its marker exists; else interrupted).
-    Launch settings such as training.ddp_backend do not change results: they never block."""
+    Launch settings such as training.ddp_backend/ddp_timeout do not change results: they never block."""
     config = str(write_config(workspace, "stale"))
     out = tmp_path / "run"
     assert main(["generate", "--config", config, "--output-dir", str(out), "--iteration", "0"]) == 0
@@ -219,8 +219,45 @@ def test_interrupted_attempts_are_closed_and_launch_keys_never_block(workspace, 
     ]
     (out / "manifest.json").write_text(json.dumps(manifest))
     assert main(["generate", "--config", config, "--output-dir", str(out), "--iteration", "0",
-                 "--training.ddp_backend", "gloo"]) == 0  # fmt: skip
+                 "--training.ddp_timeout", "600"]) == 0  # fmt: skip
     stages = run.read_manifest()["stages"]
     assert stages["iter_0/generate"][-1]["status"] == "done"
     assert stages["iter_0/train"][-1]["status"] == "interrupted"
     assert "closed_at" in stages["iter_0/train"][-1]
+    assert {"training.ddp_backend", "training.ddp_timeout"} <= set(non_result_keys(SelfPlayConfig))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            "  learnig_rate: 0.1\n",
+            "training.learnig_rate: unknown key of the trainer config. Did you mean 'learning_rate'",
+        ),
+        ("  alpha: 0\n", "training (iteration 0): alpha must be > 0, got 0"),
+        ("  mu: 0.5\n", "`mu` does not apply to loss 'iris'"),
+        ("  report_to: [tensorboard]\n", "training.report_to: TensorBoardCallback requires"),
+    ],
+    ids=["typo", "alpha", "foreign key", "tracker"],
+)
+def test_training_mistakes_fail_before_anything_is_written(
+    workspace, tmp_path, capsys, extra, message
+):
+    """Every iteration's trainer config is built before the first stage: a mistake inside
+    `training:` costs seconds, writes nothing, and the corrected config then runs there."""
+    if "tensorboard" in extra:
+        try:
+            import tensorboard  # noqa: F401
+
+            pytest.skip("tensorboard is installed here")
+        except ImportError:
+            pass
+    bad = str(write_config(workspace, "bad", extra=extra))
+    out = tmp_path / "run"
+    args = ["generate", "--config", bad, "--output-dir", str(out), "--iteration", "0"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert not out.exists()
+    good = str(write_config(workspace, "good"))
+    assert main(["generate", "--config", good, "--output-dir", str(out), "--iteration", "0"]) == 0

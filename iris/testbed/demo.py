@@ -196,7 +196,7 @@ def warm_start(settings: DemoSettings, out: Path) -> tuple[Path, Path, dict[str,
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from iris.data import load_annotated, select_subsets
-        from iris.sft import sft_rows, train_sft
+        from iris.sft import sft_config, sft_rows, train_sft
 
         init = make_testbed_model(target, out / "warm_start" / "init", seed=settings.model_seed)
         model = AutoModelForCausalLM.from_pretrained(init)
@@ -204,10 +204,7 @@ def warm_start(settings: DemoSettings, out: Path) -> tuple[Path, Path, dict[str,
         # The same n_annotated records every self-play run selects (nested subsets, seed 0).
         pool = load_annotated(data, repeated_prompts=True).records
         records = select_subsets(pool, n_train=settings.n_annotated, n_heldout=0, seed=0).train
-        trainer = train_sft(
-            model,
-            tokenizer,
-            Dataset.from_list(sft_rows(records, tokenizer)),
+        args = sft_config(
             {
                 "num_train_epochs": settings.warm_start_epochs,
                 "learning_rate": settings.warm_start_lr,
@@ -220,8 +217,9 @@ def warm_start(settings: DemoSettings, out: Path) -> tuple[Path, Path, dict[str,
                 "seed": settings.model_seed,
             },
             output_dir=out / "warm_start" / "sft",
-            resume=False,
         )
+        dataset = Dataset.from_list(sft_rows(records, tokenizer))
+        trainer = train_sft(model, tokenizer, dataset, args, resume=False)
         trainer.save_model(str(start))
         tokenizer.save_pretrained(str(start))
         scores = TestbedEvaluator(target=settings.target.to_dict()).score(trainer.model, tokenizer)
