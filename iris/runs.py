@@ -717,6 +717,13 @@ class RunDir:
             saved = manifest.get("config", {})
             ignore = set(non_result) | set(manifest.get("non_result_keys", []))
             diff = config_diff(saved, config, ignore=ignore)
+            if diff and not any(self.root.rglob(f"*{MARKER_SUFFIX}")):
+                # No stage has completed: nothing depends on the saved config, so a corrected
+                # config replaces it (a failed start never blocks the re-run).
+                invocation["replaced_config"] = {
+                    k: {"saved": a, "now": b} for k, (a, b) in diff.items()
+                }
+                manifest["config"], diff = config, {}
             if diff:
                 lines = "\n".join(f"  {key}: saved={a!r} now={b!r}" for key, (a, b) in diff.items())
                 raise ConfigMismatchError(

@@ -259,6 +259,40 @@ def trainer_args(config: SelfPlayConfig, iteration: int, output_dir: str | Path)
         raise ConfigError(f"{where}: {str(err).strip().splitlines()[0]}") from err
 
 
+def _check_sources(config: SelfPlayConfig) -> None:
+    """The starting model and the data exist (locally, or as a hub id; offline: in the cache)."""
+    import os
+
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from iris.data import LOCAL_SUFFIXES
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    model, revision = config.model.name_or_path, config.model.revision
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model.name_or_path: {model} has no config.json (not a model)")
+    else:
+        try:
+            validate_repo_id(model)
+        except HFValidationError as err:
+            raise ConfigError(f"model.name_or_path: {model} does not exist") from err
+        if offline and not isinstance(
+            try_to_load_from_cache(model, "config.json", revision=revision), str
+        ):
+            raise ConfigError(
+                f"model.name_or_path: {model} is neither a local directory nor a hub model in "
+                "the local cache (HF_HUB_OFFLINE=1: download it once online)"
+            )
+    source = str(config.data.source)
+    if not Path(source).expanduser().exists() and (
+        Path(source).suffix.lower() in LOCAL_SUFFIXES or source.startswith((".", "/", "~"))
+    ):
+        raise ConfigError(f"data.source: {source} does not exist")
+
+
 def _check_training(config: SelfPlayConfig) -> None:
     """Build every iteration's trainer config once, before any stage (seconds, not hours)."""
     import warnings
@@ -469,6 +503,7 @@ def run_selfplay(
             f"--iteration {iteration} is outside this run's iterations 0..{config.iterations - 1} "
             f"(iterations: {config.iterations})"
         )
+    _check_sources(config)
     _check_training(config)
     state = _distributed_state()
     run = RunDir(config.output_dir, main_process=state.is_main_process)

@@ -150,8 +150,11 @@ def test_resume_with_same_config_appends_an_invocation(tmp_path):
 
 
 def test_resume_refuses_changed_result_keys(tmp_path):
+    """Once a stage has completed, its inputs are fixed: a changed result key is refused."""
     run = RunDir(tmp_path / "run")
     start(run, make_config())
+    (run.root / "data.jsonl").write_text("{}\n")
+    run.mark_done("data", ["data.jsonl"])
     changed = make_config(
         **{"data.n_train": 200, "training.alpha": 0.7, "generation.temperature": 0.5}
     )
@@ -162,6 +165,17 @@ def test_resume_refuses_changed_result_keys(tmp_path):
         assert key in message
     assert "saved=100 now=200" in message
     assert len(read_json(run.manifest_path)["invocations"]) == 1  # nothing written
+
+
+def test_a_start_with_no_completed_stage_takes_the_corrected_config(tmp_path):
+    run = RunDir(tmp_path / "run")
+    start(run, make_config())
+    start(run, make_config(**{"data.n_train": 200}))
+    manifest = read_json(run.manifest_path)
+    assert manifest["config"]["data"]["n_train"] == 200
+    assert manifest["invocations"][-1]["replaced_config"] == {
+        "data.n_train": {"saved": 100, "now": 200}
+    }
 
 
 def test_resume_allows_non_result_keys(tmp_path):

@@ -261,3 +261,41 @@ def test_training_mistakes_fail_before_anything_is_written(
     assert not out.exists()
     good = str(write_config(workspace, "good"))
     assert main(["generate", "--config", good, "--output-dir", str(out), "--iteration", "0"]) == 0
+
+
+def test_missing_model_or_data_fails_before_anything_is_written(workspace, tmp_path, capsys):
+    out = tmp_path / "run"
+    cases = {
+        "model: {name_or_path: /no/such/model}": "model.name_or_path: /no/such/model does not exist",
+        "model: {name_or_path: someone/uncached-model}": "neither a local directory nor a hub model in the local cache",
+        "data: {source: /no/such/data.jsonl}": "data.source: /no/such/data.jsonl does not exist",
+    }
+    for override, message in cases.items():
+        section = override.split(":", 1)[0]
+        config = write_config(workspace, "missing")
+        text = config.read_text()
+        start = text.index(f"{section}:")
+        config.write_text(text[:start] + override + text[text.index("\n", start) :])
+        args = ["generate", "--config", str(config), "--output-dir", str(out), "--iteration", "0"]
+        assert main(args) == 2
+        error = capsys.readouterr().err
+        assert message in error and "Traceback" not in error
+        assert not out.exists()
+
+
+def test_a_start_that_failed_never_blocks_the_corrected_run(workspace, tmp_path):
+    """The data stage fails (more rows asked than exist); the manifest exists but no stage
+    completed, so the corrected config runs in the same directory instead of being refused."""
+    config = str(write_config(workspace, "unblocked"))
+    out = str(tmp_path / "run")
+    args = ["generate", "--config", config, "--output-dir", out, "--iteration", "0"]
+    with pytest.raises(ValueError, match="unique prompts"):
+        main([*args, "--data.n_train", "1000"])
+    assert (tmp_path / "run" / "manifest.json").is_file()
+    assert main(args) == 0
+    manifest = RunDir(out).read_manifest()
+    assert manifest["config"]["data"]["n_train"] == 24
+    assert manifest["invocations"][-1]["replaced_config"]["data.n_train"] == {
+        "saved": 1000,
+        "now": 24,
+    }
