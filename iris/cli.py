@@ -193,12 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = unknown
     from iris.config import ConfigError
+    from iris.data import DataError
     from iris.launch import LaunchError
     from iris.runs import ConfigMismatchError
 
     try:
         return args.run(args)
-    except (ConfigError, ConfigMismatchError, LaunchError) as err:
+    except (ConfigError, ConfigMismatchError, DataError, LaunchError) as err:
         if args.debug or os.environ.get("IRIS_DEBUG", "") not in ("", "0"):
             raise
         # A user's mistake, said plainly once (by the main process of a launch).

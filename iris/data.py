@@ -27,7 +27,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,8 +66,13 @@ def prompt_id(prompt: str) -> str:
     return hashlib.sha256(normalize_prompt(prompt).encode("utf-8")).hexdigest()[:16]
 
 
-def _invalid(where: str, field: str, problem: str) -> ValueError:
-    return ValueError(f"{where}: field {field!r} {problem}")
+class DataError(ValueError):
+    """The annotated data cannot be used; the message names the source and the 1-based line
+    (JSON Lines) or row (other formats) of the culprit."""
+
+
+def _invalid(where: str, field: str, problem: str) -> DataError:
+    return DataError(f"{where}: field {field!r} {problem}")
 
 
 def first_turn(messages: Any, where: str) -> tuple[str, str]:
@@ -123,13 +128,13 @@ def row_to_record(
     (prompt, row index), so rows with the same prompt stay distinct.
     """
     if not isinstance(row, Mapping):
-        raise ValueError(f"{where}: expected an object, got {type(row).__name__}")
+        raise DataError(f"{where}: expected an object, got {type(row).__name__}")
     if "messages" in row and row["messages"] is not None:
         prompt, real = first_turn(row["messages"], where)
     else:
         response_field = next((f for f in _RESPONSE_FIELDS if f in row), None)
         if "prompt" not in row or response_field is None:
-            raise ValueError(
+            raise DataError(
                 f"{where}: needs field 'messages' (chat) or fields 'prompt' and 'real' (pairs); "
                 f"found fields {sorted(row)}"
             )
@@ -169,21 +174,51 @@ def is_local_source(source: str | os.PathLike) -> bool:
     return Path(source).exists()
 
 
-def _read_json_file(path: Path) -> list[Any]:
-    text = path.read_text(encoding="utf-8")
+def _decode(raw: bytes, path: Path, first_line: int = 1) -> str:
+    """UTF-8 text of ``raw`` (the bytes of ``path`` from line ``first_line`` on)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = first_line + raw[: err.start].count(b"\n")
+        raise DataError(
+            f"{path} line {line}: not UTF-8 text (byte {raw[err.start : err.start + 1]!r}); "
+            "re-encode the file as UTF-8"
+        ) from err
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """(``"<path> line <n>"``, row) of each non-blank line, numbered from 1."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path} line {number}"
+            line = _decode(raw, path, number).removeprefix("\ufeff")
+            if not line.strip():
+                continue
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{where}: invalid JSON: {err.msg} (column {err.colno})") from err
+
+
+def _numbered(label: str, rows: Iterable[Any]) -> Iterator[tuple[str, Any]]:
+    return ((f"{label} row {index}", row) for index, row in enumerate(rows, start=1))
+
+
+def _read_json_file(path: Path) -> Iterable[tuple[str, Any]]:
+    text = _decode(path.read_bytes(), path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         if "Extra data" in str(err):  # JSON Lines saved as .json (as datasets' to_json does)
-            return read_jsonl(path)
-        raise ValueError(f"{path}: invalid JSON: {err}") from err
+            return _jsonl_rows(path)
+        raise DataError(f"{path} line {err.lineno}: invalid JSON: {err.msg}") from err
     if isinstance(data, list):
-        return data
+        return _numbered(str(path), data)
     if isinstance(data, Mapping):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) == 1:
-            return lists[0]
-    raise ValueError(
+            return _numbered(str(path), lists[0])
+    raise DataError(
         f"{path}: expected a JSON list of rows (or an object holding one list), got {type(data).__name__}"
     )
 
@@ -200,7 +235,7 @@ def _read_arrow_file(path: Path) -> list[dict[str, Any]]:
     return table.to_pylist()
 
 
-def _local_rows(path: Path, split: str) -> tuple[str, Iterable[Mapping[str, Any]]]:
+def _local_rows(path: Path, split: str) -> tuple[str, Iterable[tuple[str, Any]]]:
     label = str(path)
     if path.is_dir():
         import datasets
@@ -217,18 +252,18 @@ def _local_rows(path: Path, split: str) -> tuple[str, Iterable[Mapping[str, Any]
                 raise ValueError(f"{path}: no split {split!r}; available: {sorted(loaded)}")
             loaded = loaded[split]
             label = f"{path}[{split}]"
-        return label, loaded
+        return label, _numbered(label, loaded)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return label, read_jsonl(path)
+        return label, _jsonl_rows(path)
     if suffix == ".json":
         return label, _read_json_file(path)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return label, pq.read_table(path).to_pylist()
+        return label, _numbered(label, pq.read_table(path).to_pylist())
     if suffix == ".arrow":
-        return label, _read_arrow_file(path)
+        return label, _numbered(label, _read_arrow_file(path))
     raise ValueError(
         f"{path}: unsupported file type {suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}"
     )
@@ -236,7 +271,7 @@ def _local_rows(path: Path, split: str) -> tuple[str, Iterable[Mapping[str, Any]
 
 def _hub_rows(
     source: str, split: str, revision: str | None
-) -> tuple[str, Iterable[Mapping[str, Any]]]:
+) -> tuple[str, Iterable[tuple[str, Any]]]:
     import datasets
 
     if revision is None:
@@ -249,13 +284,16 @@ def _hub_rows(
         columns = ["messages"]  # UltraChat: prompt == messages[0].content; read one copy
     if columns:
         dataset = dataset.select_columns(columns)
-    return f"{source}@{revision or 'unpinned'}[{split}]", dataset
+    label = f"{source}@{revision or 'unpinned'}[{split}]"
+    return label, _numbered(label, dataset)
 
 
 def read_rows(
     source: str | os.PathLike, *, split: str = "train_sft", revision: str | None = None
-) -> tuple[str, Iterable[Mapping[str, Any]]]:
-    """(label for error messages, iterable of raw rows) for a local path or a hub dataset id."""
+) -> tuple[str, Iterable[tuple[str, Any]]]:
+    """(label, iterable of (where, raw row)) for a local path or a hub dataset id; ``where``
+    names the row for error messages: ``<file> line <n>`` (JSON Lines) or ``<label> row <n>``,
+    numbered from 1."""
     if is_local_source(source):
         return _local_rows(Path(source), split)
     source = str(source)
@@ -273,6 +311,7 @@ class LoadedData:
     n_rows: int
     n_invalid: int
     n_duplicates: int
+    duplicate_examples: list[str] = dataclasses.field(default_factory=list)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -300,26 +339,31 @@ def load_annotated(
     """
     label, rows = read_rows(source, split=split, revision=revision)
     records: list[Record] = []
+    first_seen: dict[str, str] = {}
+    duplicates: list[str] = []
     n_rows = n_invalid = 0
-    for index, row in enumerate(rows):
+    for index, (where, row) in enumerate(rows):
         n_rows += 1
         try:
-            records.append(
-                row_to_record(
-                    row,
-                    where=f"{label} row {index}",
-                    index=index,
-                    repeated_prompts=repeated_prompts,
-                )
-            )
-        except ValueError:
+            record = row_to_record(row, where=where, index=index, repeated_prompts=repeated_prompts)
+        except DataError:
             if not skip_invalid:
                 raise
             n_invalid += 1
+            continue
+        records.append(record)
+        if record["id"] in first_seen:
+            duplicates.append(
+                f"{where.removeprefix(label).strip()} repeats {first_seen[record['id']]}"
+            )
+        else:
+            first_seen[record["id"]] = where.removeprefix(label).strip()
+    if n_rows == 0:
+        raise DataError(f"{label}: no rows (the source is empty)")
     if n_invalid:
         logger.warning("%s: skipped %d invalid row(s) of %d", label, n_invalid, n_rows)
     records, n_duplicates = deduplicate(records)
-    return LoadedData(records, label, n_rows, n_invalid, n_duplicates)
+    return LoadedData(records, label, n_rows, n_invalid, n_duplicates, duplicates[:3])
 
 
 # --------------------------------------------------------------------------------------
@@ -434,13 +478,20 @@ def prepare_data(config: DataConfig) -> DataSplit:
         )
         candidates = held.records
         heldout_stats = {"heldout_source": held.stats()}
-    split = select_subsets(
-        loaded.records,
-        n_train=config.n_train,
-        n_heldout=config.n_heldout,
-        seed=config.seed,
-        heldout_candidates=candidates,
-    )
+    try:
+        split = select_subsets(
+            loaded.records,
+            n_train=config.n_train,
+            n_heldout=config.n_heldout,
+            seed=config.seed,
+            heldout_candidates=candidates,
+        )
+    except ValueError as err:
+        repeated = ""
+        if loaded.n_duplicates:
+            examples = "; ".join(loaded.duplicate_examples)
+            repeated = f" ({loaded.n_duplicates} rows repeat an earlier prompt: {examples}, ...)"
+        raise DataError(f"{loaded.label}: {err}{repeated}") from err
     split.stats = {**loaded.stats(), **heldout_stats, **split.stats}
     return split
 

@@ -15,6 +15,7 @@ from tokenizers import processors
 from iris import data as iris_data
 from iris.config import DataConfig
 from iris.data import (
+    DataError,
     build_selfplay_records,
     encode_prompts,
     end_of_turn,
@@ -101,14 +102,14 @@ def test_pair_rows_are_accepted(tmp_path):
 @pytest.mark.parametrize(
     ("bad_row", "pattern"),
     [
-        ({"messages": "hi"}, r"data\.jsonl row 17: field 'messages' must be a list"),
+        ({"messages": "hi"}, r"data\.jsonl line 18: field 'messages' must be a list"),
         (
             {"messages": [{"role": "user", "content": "x"}]},
-            r"row 17: field 'messages' needs a user and an assistant",
+            r"line 18: field 'messages' needs a user and an assistant",
         ),
         (
             {"messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]},
-            r"row 17: field 'messages' item 0 must have role 'user'",
+            r"line 18: field 'messages' item 0 must have role 'user'",
         ),
         (
             {
@@ -117,10 +118,10 @@ def test_pair_rows_are_accepted(tmp_path):
                     {"role": "assistant", "content": "  "},
                 ]
             },
-            r"row 17: field 'messages' item 1 'content' is empty",
+            r"line 18: field 'messages' item 1 'content' is empty",
         ),
-        ({"prompt": "x", "real": 3}, r"row 17: field 'real' must be a string"),
-        ({"text": "x"}, r"row 17: needs field 'messages' .* found fields \['text'\]"),
+        ({"prompt": "x", "real": 3}, r"line 18: field 'real' must be a string"),
+        ({"text": "x"}, r"line 18: needs field 'messages' .* found fields \['text'\]"),
     ],
 )
 def test_schema_errors_name_file_row_and_field(tmp_path, bad_row, pattern):
@@ -388,3 +389,36 @@ def test_first_turn_direct():
 
 def test_module_docstring_present():
     assert iris_data.__doc__ and "nested" in iris_data.__doc__
+
+
+def test_data_errors_name_the_file_and_its_line(tmp_path):
+    """Every data error names the file and a 1-based line; the CLI prints it as one line."""
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(
+        (json.dumps(ROWS[0]) + "\n" + json.dumps(ROWS[1])[:-2] + ' caf\xe9"}\n').encode("latin-1")
+    )
+    with pytest.raises(DataError, match=r"latin1\.jsonl line 2: not UTF-8 text \(byte b'\\xe9'\)"):
+        load_annotated(path)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DataError, match=r"empty\.jsonl: no rows"):
+        load_annotated(empty)
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n  {"prompt": "a", "real": "b"},\n  {"prompt": \n]')
+    with pytest.raises(DataError, match=r"broken\.json line 4: invalid JSON"):
+        load_annotated(broken)
+    listed = tmp_path / "listed.json"
+    listed.write_text(json.dumps([ROWS[0], {"prompt": "x"}]))
+    with pytest.raises(DataError, match=r"listed\.json row 2: needs field"):
+        load_annotated(listed)
+
+
+def test_too_few_unique_prompts_names_the_file_and_the_repeats(tmp_path):
+    rows = [*ROWS[:4], ROWS[1], ROWS[2]]
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    config = DataConfig(source=str(path), n_train=6)
+    with pytest.raises(DataError) as err:
+        prepare_data(config)
+    message = str(err.value)
+    assert str(path) in message and "only 4 unique prompts" in message
+    assert "2 rows repeat an earlier prompt: line 5 repeats line 2; line 6 repeats line 3" in message

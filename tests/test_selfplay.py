@@ -299,3 +299,22 @@ def test_a_start_that_failed_never_blocks_the_corrected_run(workspace, tmp_path)
         "saved": 1000,
         "now": 24,
     }
+
+
+def test_a_data_error_is_one_line_and_the_fixed_data_runs_in_place(workspace, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(
+        (workspace / "data.jsonl").read_bytes() + b'{"prompt": "caf\xe9", "real": "x"}\n'
+    )
+    config = write_config(workspace, "baddata")
+    config.write_text(config.read_text().replace(str(workspace / "data.jsonl"), str(bad)))
+    out = str(tmp_path / "run")
+    args = ["generate", "--config", str(config), "--output-dir", out, "--iteration", "0"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.strip() == (
+        f"iris generate: error: {bad} line 25: not UTF-8 text (byte b'\\xe9'); "
+        "re-encode the file as UTF-8"
+    )
+    good = write_config(workspace, "gooddata")
+    assert main(["generate", "--config", str(good), "--output-dir", out, "--iteration", "0"]) == 0
