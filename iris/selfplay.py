@@ -40,6 +40,7 @@ from iris.data import (
     write_records,
 )
 from iris.generation import (
+    BackendUnavailableError,
     SamplingParams,
     derive_seed,
     generate_shards,
@@ -48,6 +49,7 @@ from iris.generation import (
     merge_shards,
     meta_path,
     read_generations,
+    resolve_backend_name,
 )
 from iris.runs import RunDir, atomic_write_json, read_json
 from iris.sft import SFT_LOSS, sft_rows, train_sft
@@ -505,6 +507,11 @@ def run_selfplay(
         )
     _check_sources(config)
     _check_training(config)
+    if stage in ("generate", "proto") and not _is_supervised(config):
+        try:  # a generation job needs its backend; the other stages' jobs do not
+            resolve_backend_name(config.generation.backend)
+        except BackendUnavailableError as err:
+            raise ConfigError(f"generation.backend: {err}") from err
     state = _distributed_state()
     run = RunDir(config.output_dir, main_process=state.is_main_process)
     run.start(

@@ -317,3 +317,17 @@ def test_a_data_error_is_one_line_and_the_fixed_data_runs_in_place(workspace, tm
     )
     good = write_config(workspace, "gooddata")
     assert main(["generate", "--config", str(good), "--output-dir", out, "--iteration", "0"]) == 0
+
+
+def test_a_generation_job_without_its_backend_fails_before_anything(workspace, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None and torch.cuda.is_available():
+        pytest.skip("vLLM can run here")
+    config = write_config(workspace, "vllm")
+    config.write_text(config.read_text().replace("generation: {", "generation: {backend: vllm, "))
+    out = tmp_path / "run"
+    args = ["generate", "--config", str(config), "--output-dir", str(out), "--iteration", "0"]
+    assert main(args) == 2
+    assert "iris generate: error: generation.backend: " in capsys.readouterr().err
+    assert not out.exists()
