@@ -726,9 +726,14 @@ class RunDir:
                 manifest["config"], diff = config, {}
             if diff:
                 lines = "\n".join(f"  {key}: saved={a!r} now={b!r}" for key, (a, b) in diff.items())
+                done = sorted(
+                    m.relative_to(self.root).as_posix().removesuffix(MARKER_SUFFIX)
+                    for m in self.root.rglob(f"*{MARKER_SUFFIX}")
+                )
                 raise ConfigMismatchError(
                     f"refusing to resume into {self.root}: its saved config differs in "
                     f"{len(diff)} key(s) that change results:\n{lines}\n"
+                    f"Completed with the saved config: {', '.join(done)}.\n"
                     "Use a new output directory, or restore the saved values."
                 )
             changed = config_diff(saved, config)

@@ -164,6 +164,7 @@ def test_resume_refuses_changed_result_keys(tmp_path):
     for key in ("data.n_train", "training.alpha", "generation.temperature"):
         assert key in message
     assert "saved=100 now=200" in message
+    assert "Completed with the saved config: data." in message
     assert len(read_json(run.manifest_path)["invocations"]) == 1  # nothing written
 
 
