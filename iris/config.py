@@ -541,16 +541,26 @@ def non_result_keys(config_or_cls: Any) -> list[str]:
 
 
 def config_help(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """``(dotted key, type, help)`` for every field, for ``--help`` output and docs."""
+    """``(dotted key, type and default, help)`` for every field, for ``--help`` and docs."""
     rows: list[tuple[str, str, str]] = []
     hints = _field_types(cls)
     for field in dataclasses.fields(cls):
         tp = hints[field.name]
         if _is_dataclass_type(tp):
             rows.extend(config_help(tp, prefix + field.name + "."))
-        else:
-            rows.append((prefix + field.name, _type_name(tp), field.metadata.get("help", "")))
+            continue
+        kind = _type_name(tp)
+        if field.default is not dataclasses.MISSING:
+            kind += f" = {field.default!r}"
+        elif field.default_factory is dataclasses.MISSING:
+            kind += ", required"
+        rows.append((prefix + field.name, kind, field.metadata.get("help", "")))
     return rows
+
+
+def format_config_help(cls: type) -> str:
+    """Every key of a config class as an indented list (the epilog of ``iris selfplay --help``)."""
+    return "\n".join(f"  {key} ({kind})\n      {text}" for key, kind, text in config_help(cls))
 
 
 # --------------------------------------------------------------------------------------

@@ -268,6 +268,18 @@ def test_every_field_has_help():
     rows = config_help(SelfPlayConfig)
     assert len(rows) > 20
     assert all(help_text for _, _, help_text in rows), [key for key, _, h in rows if not h]
+    kinds = {key: kind for key, kind, _ in rows}
+    assert kinds["model.name_or_path"] == "str, required"
+    assert kinds["generation.max_new_tokens"] == "int = 256"
+
+
+def test_selfplay_help_lists_every_key(capsys):
+    from iris.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["selfplay", "--help"])
+    text = capsys.readouterr().out
+    assert all(f"  {key} (" in text for key, _, _ in config_help(SelfPlayConfig))
 
 
 def test_direct_construction_validates():
