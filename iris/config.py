@@ -110,6 +110,21 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def check_scalar_fields(cls: type, values: Mapping[str, Any], prefix: str) -> None:
+    """Check ``values`` against the scalar fields (bool/int/float/str, optional) of a
+    dataclass such as a trainer config, naming the key (``training.beta: expected a
+    number, got 'two'``); other fields are left to the class itself."""
+    hints = _field_types(cls)
+    for key, value in values.items():
+        tp = hints.get(key)
+        options = typing.get_args(tp) if _is_union(tp) else (tp,)
+        if tp is not None and all(option in _SCALARS for option in options):
+            _check_value(value, tp, f"{prefix}{key}")
+
+
 def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (typing.Union, types.UnionType)
 
@@ -426,8 +441,7 @@ def apply_overrides(
             if part not in fields:
                 raise ConfigError(
                     f"{where}: unknown key {'.'.join(parts[: depth + 1])!r} "
-                    f"({current_cls.__name__} has no field {part!r})."
-                    + suggest(part, list(fields))
+                    f"({current_cls.__name__} has no field {part!r})." + suggest(part, list(fields))
                 )
             tp = _field_types(current_cls)[part]
             if last:
@@ -480,7 +494,7 @@ def load_config(
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
+            raise ConfigError(f"config file {path} does not exist")
         try:
             data = load_yaml(path)
         except yaml.YAMLError as err:

@@ -233,13 +233,22 @@ def trainer_args(config: SelfPlayConfig, iteration: int, output_dir: str | Path)
     import dataclasses
     import re
 
-    from iris.config import suggest
+    from trl import SFTConfig
+
+    from iris.config import check_scalar_fields, suggest
     from iris.sft import sft_config
     from iris.trainer import IrisConfig
+    from iris.trainer._config import cpu_only
 
     settings = config.training_for_iteration(iteration)
     settings.setdefault("seed", derive_seed(config.seed, "train", iteration) % 2**31)
     where = "training" if config.iterations == 1 else f"training (iteration {iteration})"
+    schema = SFTConfig if _is_supervised(config) else IrisConfig
+    check_scalar_fields(schema, {k: v for k, v in settings.items() if k != "loss"}, "training.")
+    if float(settings.get("learning_rate", 0.0)) < 0:
+        raise ConfigError(f"training.learning_rate must be >= 0, got {settings['learning_rate']}")
+    if settings.get("fp16") and cpu_only():
+        raise ConfigError("training.fp16: fp16 mixed precision needs a GPU, and none is visible")
     try:
         if _is_supervised(config):
             return sft_config(settings, output_dir=output_dir)
@@ -248,12 +257,8 @@ def trainer_args(config: SelfPlayConfig, iteration: int, output_dir: str | Path)
         unknown = re.search(r"unexpected keyword argument '(\w+)'", str(err))
         if unknown is None:
             raise ConfigError(f"{where}: {err}") from err
-        from trl import SFTConfig
-
-        fields = [
-            f.name for f in dataclasses.fields(SFTConfig if _is_supervised(config) else IrisConfig)
-        ]
         key = unknown.group(1)
+        fields = [f.name for f in dataclasses.fields(schema)]
         raise ConfigError(
             f"training.{key}: unknown key of the trainer config.{suggest(key, fields)}"
         ) from err
