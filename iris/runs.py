@@ -738,9 +738,11 @@ class RunDir:
                 )
             changed = config_diff(saved, config)
             if changed:
+                # The manifest's config is the latest invocation's; earlier values stay here.
                 invocation["changed_non_result_keys"] = {
                     key: {"saved": a, "now": b} for key, (a, b) in changed.items()
                 }
+                manifest["config"] = config
             first_git = manifest.get("git", {})
             if first_git.get("revision") != invocation["git"].get("revision") or (
                 invocation["git"].get("diff_sha256") != first_git.get("diff_sha256")

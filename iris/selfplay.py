@@ -457,6 +457,36 @@ def _stage_eval(
         run.mark_done("eval", [run.eval_dir(iteration)], iteration)
 
 
+PER_ITERATION_KEYS = ("learning_rates", "betas", "per_iteration")
+
+
+def _extension_keys(run: RunDir, config: SelfPlayConfig) -> list[str]:
+    """Keys that may differ from the saved config because this invocation extends the run.
+
+    Raising ``iterations`` adds iterations after the saved ones: nothing completed depends
+    on the count, provided every per-iteration list keeps its saved values for the saved
+    iterations (appending values for the new ones). Otherwise nothing is excused.
+    """
+    if not run.exists():
+        return []
+    saved = run.read_manifest().get("config", {})
+    before = saved.get("iterations")
+    if not isinstance(before, int) or config.iterations <= before:
+        return []
+    current = to_dict(config)
+    for key in ("learning_rates", "betas"):
+        old, new = saved.get(key), current.get(key)
+        if (old is None) != (new is None) or (old is not None and new[:before] != old):
+            return []
+    old_lists, new_lists = saved.get("per_iteration") or {}, current.get("per_iteration") or {}
+    if set(old_lists) != set(new_lists) or any(
+        new_lists[k][:before] != old_lists[k] for k in old_lists
+    ):
+        return []
+    logger.info("extending %s from %d to %d iterations", run.root, before, config.iterations)
+    return ["iterations", *PER_ITERATION_KEYS]
+
+
 STAGES = ("data", "proto", "generate", "train", "eval")
 
 
@@ -521,7 +551,7 @@ def run_selfplay(
     run = RunDir(config.output_dir, main_process=state.is_main_process)
     run.start(
         to_dict(config),
-        non_result_keys=non_result_keys(config),
+        non_result_keys=non_result_keys(config) + _extension_keys(run, config),
         seeds={"seed": config.seed},
         command=list(command) if command is not None else sys.argv,
     )

@@ -192,6 +192,7 @@ def test_resume_allows_non_result_keys(tmp_path):
         "training.logging_steps",
         "generation.shard_size",
     }
+    assert read_json(run.manifest_path)["config"]["output_dir"] == "elsewhere"  # the latest
 
 
 def test_config_diff():

@@ -227,3 +227,26 @@ def test_a_start_that_failed_never_blocks_the_corrected_run(workspace, tmp_path)
         "saved": 1000,
         "now": 24,
     }
+
+
+def test_raising_iterations_extends_a_finished_run(workspace, tmp_path, capsys):
+    """A finished 2-iteration run extended to 3 trains only iteration 2, from θ2, and equals
+    a 3-iteration run from the start; changing an earlier iteration's value is refused."""
+    config = write_config(workspace, "extend", extra="  alpha: 2.0\n")
+    extended, direct = tmp_path / "extended", tmp_path / "direct"
+    lrs = ["--learning_rates", "[1.0e-3, 1.0e-3]"]
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(extended), *lrs]) == 0
+    before = (extended / "iter_1" / "model" / "model.safetensors").stat().st_mtime_ns
+    three = ["--iterations", "3", "--learning_rates", "[1.0e-3, 1.0e-3, 5.0e-4]"]
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(extended), *three]) == 0
+    assert (extended / "iter_1" / "model" / "model.safetensors").stat().st_mtime_ns == before
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(direct), *three]) == 0
+    a, b = model_weights(RunDir(extended).model_dir(2)), model_weights(RunDir(direct).model_dir(2))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    assert RunDir(extended).read_manifest()["config"]["iterations"] == 3
+
+    capsys.readouterr()
+    changed = ["--iterations", "4", "--learning_rates", "[1.0e-3, 2.0e-3, 5.0e-4, 5.0e-4]"]
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(extended), *changed]) == 2
+    assert "learning_rates" in capsys.readouterr().err
