@@ -17,6 +17,7 @@ import pytest
 import sympy as sp
 
 from theory import verify
+from theory.bindings import Binding
 from theory.checks import (
     is_identity,
     positive_symbols,
@@ -26,7 +27,16 @@ from theory.checks import (
     simplex_point,
 )
 from theory.divergences import kl_divergence, rdv_objective, rescaled_renyi
-from theory.registry import METHODS, SOURCES, Claim, ClaimFailed, all_claims, claim
+from theory.registry import (
+    METHODS,
+    SCOPES,
+    SOURCES,
+    Claim,
+    ClaimFailed,
+    all_claims,
+    claim,
+    get_claim,
+)
 
 pytestmark = pytest.mark.theory
 
@@ -56,6 +66,7 @@ def test_registry_covers_the_issue() -> None:
     }
     for c in CLAIMS:
         assert c.method in METHODS
+        assert c.scope in SCOPES
         assert any(tag in c.source for tag in SOURCES)
         assert c.statement and c.check.__doc__
         assert f"tests/test_theory.py::test_claim[{c.name}]" in c.tests
@@ -148,18 +159,31 @@ def _fake_claim(name: str, passes: bool) -> Claim:
     return Claim(name, f"{name} statement", "[derived]", "symbolic", ("t",), check, "fake")
 
 
+def _fake_binding(name: str, deviation: float) -> Binding:
+    return Binding(name, ("iris_loss",), "fake witness", 1e-12, lambda: deviation)
+
+
 def test_verify_reports_and_exit_status(tmp_path: Path, capsys) -> None:
-    """One line per claim with PASS/FAIL and seconds, a summary, exit 1 on any failure."""
-    claims = [_fake_claim("good", True), _fake_claim("bad", False)]
+    """One line per claim with PASS/FAIL, seconds, library functions and deviation, a
+    summary, exit 1 on any failure: a false proof, a library deviating beyond tolerance, or
+    a claim without a binding."""
+    claims = [_fake_claim("good", True), _fake_claim("bad", False), _fake_claim("drift", True)]
+    bindings = {
+        "good": [_fake_binding("good", 3e-16)],
+        "bad": [_fake_binding("bad", 0.0)],
+        "drift": [_fake_binding("drift", 1e-3)],
+    }
     table = tmp_path / "RESULTS.md"
-    assert verify.main(["--markdown", str(table)], claims=claims) == 1
+    assert verify.main(["--markdown", str(table)], claims=claims, bindings=bindings) == 1
     out = capsys.readouterr().out
-    assert re.search(r"^good\s+PASS\s+\d+\.\d\ds\s+symbolic$", out, re.M)
+    assert re.search(r"^good\s+PASS\s+\d+\.\d\ds\s+symbolic\s+iris_loss\s+3\.0e-16$", out, re.M)
     assert re.search(r"^bad\s+FAIL\s+\d+\.\d\ds", out, re.M)
-    assert "1/2 claims passed" in out and "FAILED: bad" in out
+    assert re.search(r"^drift\s+FAIL", out, re.M) and "deviates from the claim by 1.000e-03" in out
+    assert "1/3 claims passed" in out and "FAILED: bad, drift" in out
     text = table.read_text(encoding="utf-8")
-    assert "| `good` |" in text and "**FAIL**" in text
-    assert verify.main(["--only", "good"], claims=claims) == 0
+    assert "| `good` |" in text and "**FAIL**" in text and "| `iris_loss` | 3.0e-16 |" in text
+    assert verify.main(["--only", "good"], claims=claims, bindings=bindings) == 0
+    assert verify.main(["--only", "good"], claims=claims, bindings={}) == 1  # unbound
 
 
 def test_results_markdown_matches_registry() -> None:
@@ -171,3 +195,276 @@ def test_results_markdown_matches_registry() -> None:
     rows = re.findall(r"^\| \d+ \| `(\w+)` \|.*\| (PASS|\*\*FAIL\*\*) \|", text, re.M)
     assert [name for name, _ in rows] == [c.name for c in CLAIMS]
     assert all(status == "PASS" for _, status in rows)
+
+
+# --- negative controls: every claim rejects a perturbed definition -----------------------
+
+
+def _swapped_objective(g, p, q, alpha):
+    """J with 1/α and 1/(α−1) swapped: obeys the α ↔ 1 − α exchange, but is wrong."""
+    real = sp.log(th.expectation(p, [sp.exp((alpha - 1) * gi) for gi in g])) / alpha
+    synthetic = sp.log(th.expectation(q, [sp.exp(alpha * gi) for gi in g])) / (alpha - 1)
+    return real - synthetic
+
+
+def _mp_tilted_objective(g, p, q, alpha):  # J + 0.01 (α − 1) Σ g: its supremum moves
+    return _MP_OBJECTIVE(g, p, q, alpha) + 0.01 * (alpha - 1) * sum(g)
+
+
+def _half_tilt_weights(losses, tau, weights=None):
+    return th.tilted_weights(losses, tau / 2, weights)
+
+
+def _half_risk(losses, tau, weights=None):
+    return th.tilted_risk(losses, tau, weights) / 2
+
+
+def _doubled_risk(losses, tau, weights=None):
+    return th.tilted_risk([2 * x for x in losses], tau, weights)
+
+
+def _negated_tilt_risk(losses, tau, weights=None):
+    return th.tilted_risk(losses, -tau, weights)
+
+
+def _reversed_kl(p, q):
+    return th.kl_divergence(q, p)
+
+
+def _wrong_renyi(p, q, alpha):  # divided by α instead of α − 1
+    return sp.log(sum(a**alpha * b ** (1 - alpha) for a, b in zip(p, q, strict=True))) / alpha
+
+
+def _wrong_mgf(t, mu, sigma):  # the MGF of N(μ, 4σ²)
+    return _concentration_mgf(t, mu, 2 * sigma)
+
+
+def _wrong_iris_batch_loss(real, generated, alpha, beta):  # annotated tilt α, not 1 − α
+    return th.tilted_risk([-beta * r for r in real], alpha) + th.tilted_risk(
+        [beta * r for r in generated], alpha
+    )
+
+
+def _wrong_dv(g, p, q):  # E_P g − log E_Q e^{2g}
+    return th.expectation(p, g) - sp.log(th.expectation(q, [sp.exp(2 * gi) for gi in g]))
+
+
+def _wrong_pearson(t, p, q):  # E_P T − E_Q (T + T²/2)
+    return th.expectation(p, t) - th.expectation(q, [ti + ti**2 / 2 for ti in t])
+
+
+def _wrong_critic(x, bound):  # 2(e^{2r̃} − 1)
+    return 2 * (sp.exp(2 * bound * sp.tanh(x / bound)) - 1)
+
+
+def _wrong_js(p, q):  # KL(P‖M) + KL(Q‖M), twice JS
+    m = [(a + b) / 2 for a, b in zip(p, q, strict=True)]
+    return th.kl_divergence(p, m) + th.kl_divergence(q, m)
+
+
+def _shifted_tilts(alpha):  # (α − 2, α)
+    return alpha - 2, alpha
+
+
+import importlib  # noqa: E402
+
+from theory import divergences as th  # noqa: E402
+
+_rdv = importlib.import_module("theory.rdv")
+_concentration = importlib.import_module("theory.concentration")
+_concentration_mgf = _concentration.gaussian_mgf
+_MP_OBJECTIVE = _rdv._mp_objective
+
+# claim → (module whose global is replaced, global name, wrong definition, what is wrong)
+NEGATIVE_CONTROLS = {
+    "tilted_risk_gradient_is_softmax": (
+        "theory.tilted_risk",
+        "tilted_weights",
+        _half_tilt_weights,
+        "weights of τ/2",
+    ),
+    "tilted_risk_small_tilt": ("theory.tilted_risk", "tilted_risk", _half_risk, "TR/2"),
+    "tilted_risk_shift_equivariance": (
+        "theory.tilted_risk",
+        "tilted_risk",
+        _doubled_risk,
+        "TR of 2ℓ",
+    ),
+    "tilted_risk_tilt_derivative_is_kl": (
+        "theory.tilted_risk",
+        "kl_divergence",
+        _reversed_kl,
+        "KL(π‖w) for KL(w‖π)",
+    ),
+    "gibbs_inequality": ("theory.tilted_risk", "kl_divergence", _reversed_kl, "reversed KL"),
+    "tilted_risk_monotone_and_bounded": (
+        "theory.tilted_risk",
+        "tilted_risk",
+        _negated_tilt_risk,
+        "TR_{−τ}: nonincreasing",
+    ),
+    "rdv_stationary_point": ("theory.rdv", "rdv_objective", _swapped_objective, "swapped J"),
+    "rdv_optimal_value": ("theory.rdv", "rdv_objective", _swapped_objective, "swapped J"),
+    "rdv_shift_invariance": ("theory.rdv", "rdv_objective", _swapped_objective, "swapped J"),
+    "rdv_gap_decomposition": ("theory.rdv", "rdv_objective", _swapped_objective, "swapped J"),
+    "rdv_global_maximum": (
+        "theory.rdv",
+        "_mp_objective",
+        _mp_tilted_objective,
+        "J + 0.01(α−1)Σg: sup moves",
+    ),
+    "alpha_one_objective_limit": (
+        "theory.limits",
+        "rdv_objective",
+        _swapped_objective,
+        "swapped J",
+    ),
+    "alpha_one_renyi_limit": ("theory.limits", "renyi_divergence", _wrong_renyi, "1/α for 1/(α−1)"),
+    "alpha_zero_objective_limit": (
+        "theory.limits",
+        "rdv_objective",
+        _swapped_objective,
+        "swapped J",
+    ),
+    "alpha_zero_renyi_limit": (
+        "theory.limits",
+        "rescaled_renyi",
+        th.renyi_divergence,
+        "D_α for R_α",
+    ),
+    "half_order_symmetry": (
+        "theory.special_orders",
+        "rdv_objective",
+        _swapped_objective,
+        "swapped J",
+    ),
+    "half_order_bhattacharyya": (
+        "theory.special_orders",
+        "rescaled_renyi",
+        th.renyi_divergence,
+        "D_α for R_α",
+    ),
+    "order_two_chi_square": (
+        "theory.special_orders",
+        "rescaled_renyi",
+        th.renyi_divergence,
+        "D_α for R_α",
+    ),
+    "renyi_duality": ("theory.duality", "rescaled_renyi", th.renyi_divergence, "D_α for R_α"),
+    "objective_duality": ("theory.duality", "rdv_objective", _swapped_objective, "swapped J"),
+    "iris_gradient_importance_weights": (
+        "theory.fixed_point",
+        "rdv_objective",
+        _swapped_objective,
+        "swapped J",
+    ),
+    "fixed_point_gradient": (
+        "theory.fixed_point",
+        "rdv_objective",
+        _swapped_objective,
+        "swapped J",
+    ),
+    "fixed_point_global_minimum": (
+        "theory.fixed_point",
+        "rdv_objective",
+        _swapped_objective,
+        "swapped J",
+    ),
+    "nonparametric_minimiser": (
+        "theory.fixed_point",
+        "rdv_objective",
+        _swapped_objective,
+        "swapped J",
+    ),
+    "gaussian_ess_fraction": ("theory.concentration", "gaussian_mgf", _wrong_mgf, "N(μ, 4σ²)"),
+    "iris_tilts_ess": ("theory.concentration", "iris_tilts", _shifted_tilts, "tilts (α−2, α)"),
+    "near_fixed_point_weights": (
+        "theory.regimes",
+        "iris_batch_loss",
+        _wrong_iris_batch_loss,
+        "annotated tilt α",
+    ),
+    "shared_optimal_discriminator": ("theory.regimes", "dv_objective", _wrong_dv, "DV with e^{2g}"),
+    "pearson_chi2_variational": (
+        "theory.regimes",
+        "pearson_objective",
+        _wrong_pearson,
+        "T²/2 for T²/4",
+    ),
+    "spif_linearises_order_two": ("theory.regimes", "spif_critic", _wrong_critic, "critic e^{2r̃}"),
+    "space_jensen_shannon": ("theory.regimes", "jensen_shannon", _wrong_js, "2 JS for JS"),
+}
+
+
+def test_every_claim_has_a_negative_control() -> None:
+    assert set(NEGATIVE_CONTROLS) == {c.name for c in CLAIMS}
+
+
+@pytest.mark.parametrize("name", sorted(NEGATIVE_CONTROLS))
+def test_negative_control(name: str, monkeypatch) -> None:
+    """The claim's check rejects (ClaimFailed) a perturbed definition of what it is about:
+    a claim that passes whatever J, TR, KL, … are would prove nothing."""
+    module, attribute, wrong, _ = NEGATIVE_CONTROLS[name]
+    module = importlib.import_module(module)
+    assert hasattr(module, attribute), f"{module.__name__}.{attribute}"
+    monkeypatch.setattr(module, attribute, wrong)
+    with pytest.raises(ClaimFailed):
+        get_claim(name).check()
+
+
+from theory import general as G  # noqa: E402
+
+_G_TILTED_RISK, _G_RESCALED_RENYI = G.tilted_risk, G.rescaled_renyi  # before monkeypatching
+
+
+def _general_swapped_objective(g, p, q, alpha):
+    """General-n J with 1/α and 1/(α−1) swapped."""
+    real = sp.log(G.total(p(G.IX) * sp.exp((alpha - 1) * g(G.IX)))) / alpha
+    synthetic = sp.log(G.total(q(G.IX) * sp.exp(alpha * g(G.IX)))) / (alpha - 1)
+    return real - synthetic
+
+
+def _general_d_for_r(p, q, alpha):  # D_α instead of R_α = D_α/α
+    return _G_RESCALED_RENYI(p, q, alpha) * alpha
+
+
+def _general_doubled_risk(loss, tau, base):
+    return _G_TILTED_RISK(lambda j: 2 * loss(j), tau, base)
+
+
+def _general_half_tilt_risk(loss, tau, base):
+    return _G_TILTED_RISK(loss, tau / 2, base)
+
+
+# General-n claims: the same kind of perturbation applied to theory.general's closed forms
+# only (the 3-atom part of the claim still passes), so the general-n proof is not vacuous.
+GENERAL_NEGATIVE_CONTROLS = {
+    "tilted_risk_gradient_is_softmax": ("tilted_risk", _general_half_tilt_risk),
+    "tilted_risk_shift_equivariance": ("tilted_risk", _general_doubled_risk),
+    "tilted_risk_tilt_derivative_is_kl": ("tilted_risk", _general_doubled_risk),
+    "rdv_stationary_point": ("rdv_objective", _general_swapped_objective),
+    "rdv_optimal_value": ("rdv_objective", _general_swapped_objective),
+    "rdv_shift_invariance": ("rdv_objective", _general_swapped_objective),
+    "rdv_gap_decomposition": ("rdv_objective", _general_swapped_objective),
+    "renyi_duality": ("rescaled_renyi", _general_d_for_r),
+    "objective_duality": ("rdv_objective", _general_swapped_objective),
+    "half_order_symmetry": ("rdv_objective", _general_swapped_objective),
+    "half_order_bhattacharyya": ("rescaled_renyi", _general_d_for_r),
+    "order_two_chi_square": ("rescaled_renyi", _general_d_for_r),
+}
+
+
+def test_general_claims_are_marked_and_controlled() -> None:
+    """Every claim marked general n has a general-n negative control (or no atoms)."""
+    general = {c.name for c in CLAIMS if c.scope == "general n"}
+    no_atoms = {"iris_tilts_ess", "gibbs_inequality"}  # scalar; gibbs: identity of sums
+    assert set(GENERAL_NEGATIVE_CONTROLS) | no_atoms == general
+
+
+@pytest.mark.parametrize("name", sorted(GENERAL_NEGATIVE_CONTROLS))
+def test_general_negative_control(name: str, monkeypatch) -> None:
+    """The general-n part of the claim rejects a perturbed general-n definition."""
+    attribute, wrong = GENERAL_NEGATIVE_CONTROLS[name]
+    monkeypatch.setattr(G, attribute, wrong)
+    with pytest.raises(ClaimFailed, match="general n"):
+        get_claim(name).check()

@@ -14,8 +14,12 @@ exact or high-precision numerics. Modules, in the order of objective.md:
 - `theory.concentration`  — ESS of exponential weights for Gaussian rewards (claim 8)
 - `theory.regimes`        — SPIN / SPACE / SPIF: identities versus regimes (claim 9)
 
-`theory.divergences` holds the closed forms, `theory.checks` the equality machinery.
-Run everything with `python -m theory.verify` (results: theory/RESULTS.md).
+`theory.divergences` holds the closed forms, `theory.checks` the equality machinery,
+`theory.general` the general-n machinery (indexed sums over n atoms, n symbolic) and
+`theory.bindings` the ties of every claim to the library: its witness evaluated with
+`iris.losses` in float64 against the closed form. Run everything with
+`python -m theory.verify` (results: theory/RESULTS.md): a claim passes only when its proof
+holds and the library agrees, so a bug in `iris.losses` fails it.
 """
 
 from theory.registry import Claim, ClaimFailed, all_claims, get_claim

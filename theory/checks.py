@@ -114,7 +114,9 @@ def series_terms(expr: sp.Expr, x: sp.Symbol, order: int) -> sp.Expr:
     singular = sp.Add(
         *(t for t in sp.Add.make_args(polynomial) if t.as_coeff_exponent(x)[1].is_negative)
     )
-    if singular != 0 and sp.simplify(sp.together(singular)) != 0:
+    if singular != 0 and (
+        is_numerically_nonzero(singular) or sp.simplify(sp.together(singular)) != 0
+    ):
         raise ClaimFailed(f"series of {expr} in {x} has a pole: {singular}")
     return polynomial - singular
 

@@ -38,16 +38,32 @@ def ess_fraction_limit(tau: sp.Expr, mu: sp.Expr, sigma: sp.Expr) -> sp.Expr:
 def gaussian_ess_fraction() -> None:
     """For r ~ N(μ, σ²) and weights ∝ e^{τr}: ESS/n → (E e^{τr})² / E e^{2τr} = e^{−τ²σ²}.
 
-    Source: [derived] objective.md "Gradient concentration". Proof: ESS/n =
-    (mean e^{τr})² / mean e^{2τr}; both means converge almost surely (law of large numbers)
-    and ESS/n ∈ (0, 1] is bounded, so E[ESS/n] converges to the ratio of expectations
-    (dominated convergence). With the Gaussian MGF E e^{tr} = e^{μt + σ²t²/2} (obtained here
+    Source: [derived] objective.md "Gradient concentration". Proof, with x_i = e^{τ r_i}:
+    (1) ESS/n = 1/(n Σ w_i²) = (Σ x)²/(n Σ x²) = M_n(τ)²/M_n(2τ), M_n(t) = mean e^{t r_i}
+    (identity, checked for n = 4 generic x > 0); (2) 0 < ESS/n ≤ 1 by the Lagrange identity
+    n Σ x² − (Σ x)² = ½ Σ_{i,j} (x_i − x_j)² ≥ 0 (identity checked for n = 4, ≥ 0 by sympy's
+    assumptions); (3) [stated theorem: Kolmogorov's strong law of large numbers] M_n(t) →
+    M(t) = E e^{tr} almost surely for t = τ, 2τ, since the Gaussian MGF is finite for every
+    t; (4) [stated theorem: continuous mapping] (a, b) ↦ a²/b is continuous on b > 0, so
+    ESS/n → M(τ)²/M(2τ) almost surely; (5) [stated theorem: bounded convergence] by (2),
+    E[ESS/n] → the same limit. With the Gaussian MGF M(t) = e^{μt + σ²t²/2} (obtained here
     by symbolic integration) the ratio is e^{−τ²σ²}, independent of μ — consistent with the
-    shift invariance of the weights. Checked symbolically.
+    shift invariance of the weights. Steps (1), (2) and the MGF ratio are checked
+    symbolically.
     Enforced by tests/test_theory.py::test_claim[gaussian_ess_fraction] and
     tests/test_theory_losses.py::test_weights_ess_gaussian (ESS of iris_loss weights on
     Gaussian rewards, n = 200 000, seeded).
     """
+    x = positive_symbols("x1:5")
+    n = len(x)
+    w = [xi / sp.Add(*x) for xi in x]
+    ess_fraction = 1 / (n * sp.Add(*(wi**2 for wi in w)))
+    sum_x, sum_x2 = sp.Add(*x), sp.Add(*(xi**2 for xi in x))
+    require_identity(ess_fraction, sum_x**2 / (n * sum_x2), "ESS/n = (sum x)^2/(n sum x^2)")
+    lagrange = sp.Add(*((xi - xj) ** 2 for xi in x for xj in x)) / 2
+    require_identity(n * sum_x2 - sum_x**2, lagrange, "Lagrange identity")
+    require(lagrange.is_nonnegative, "n sum x^2 - (sum x)^2 >= 0, so ESS/n <= 1")
+    require(ess_fraction.is_positive, "ESS/n > 0")
     (mu, tau) = real_symbols("mu tau")
     (sigma,) = positive_symbols("sigma")
     require_identity(
@@ -56,9 +72,15 @@ def gaussian_ess_fraction() -> None:
     require_identity(ess_fraction_limit(tau, mu, sigma), sp.exp(-(tau**2) * sigma**2), "ESS/n")
 
 
+def iris_tilts(alpha: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """The tilts of IRIS's weights: (α − 1) annotated, α synthetic (objective.md)."""
+    return alpha - 1, alpha
+
+
 @claim(
     source="[derived] objective.md 'Gradient concentration': α far from [0, 1] concentrates",
     method="symbolic",
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[iris_tilts_ess]",
         f"{LOSS_TESTS}::test_weights_ess_gaussian",
@@ -75,6 +97,7 @@ def iris_tilts_ess() -> None:
         and is ≥ e^{−σ²} (its value at α ∈ {0, 1}) iff α ∈ [0, 1];
     (c) the product, e^{−σ²((α−1)² + α²)}, is maximal at α = ½ (value e^{−σ²/2}) and is
         ≥ e^{−σ²} iff α ∈ [0, 1].
+    General n: the statement involves no atoms (scalars α, σ), so the check is general.
     Not true: that the ESS is constant on [0, 1] — both profiles are unimodal in α with
     their peak at ½ and decrease as |α − ½| grows, so α = 2 (tilt 2 on synthetic samples)
     has synthetic ESS/n = e^{−4σ²}.
@@ -83,18 +106,19 @@ def iris_tilts_ess() -> None:
     """
     alpha = sp.Symbol("alpha", real=True)
     (sigma,) = positive_symbols("sigma")
+    real_tilt, synthetic_tilt = iris_tilts(alpha)
     unit = sp.Interval(0, 1)
     both_small = sp.solve_univariate_inequality(
-        sp.Max(sp.Abs(alpha - 1), sp.Abs(alpha)) <= 1, alpha, relational=False
+        sp.Max(sp.Abs(real_tilt), sp.Abs(synthetic_tilt)) <= 1, alpha, relational=False
     )
     require(both_small == unit, f"{{|alpha-1| <= 1, |alpha| <= 1}} = {both_small}")
-    worst = sp.Max((alpha - 1) ** 2, alpha**2)
+    worst = sp.Max(real_tilt**2, synthetic_tilt**2)
     below_half = sp.solve_univariate_inequality(worst < sp.Rational(1, 4), alpha, relational=False)
     require(below_half == sp.EmptySet, "max((alpha-1)^2, alpha^2) >= 1/4")
     require_identity(worst.subs(alpha, sp.Rational(1, 2)), sp.Rational(1, 4), "worst at 1/2")
     worst_ok = sp.solve_univariate_inequality(worst <= 1, alpha, relational=False)
     require(worst_ok == unit, f"min fraction >= e^-sigma^2 on {worst_ok}")
-    exponent = (alpha - 1) ** 2 + alpha**2
+    exponent = real_tilt**2 + synthetic_tilt**2
     stationary = sp.solve(sp.diff(exponent, alpha), alpha)
     require(stationary == [sp.Rational(1, 2)], f"stationary points {stationary}")
     require(sp.diff(exponent, alpha, 2).is_positive, "exponent convex")
@@ -102,7 +126,7 @@ def iris_tilts_ess() -> None:
     product_ok = sp.solve_univariate_inequality(exponent <= 1, alpha, relational=False)
     require(product_ok == unit, f"product >= e^-sigma^2 on {product_ok}")
     require_identity(
-        sp.exp(-(sigma**2) * (alpha - 1) ** 2) * sp.exp(-(sigma**2) * alpha**2),
+        sp.exp(-(sigma**2) * real_tilt**2) * sp.exp(-(sigma**2) * synthetic_tilt**2),
         sp.exp(-(sigma**2) * exponent),
         "product of fractions",
     )

@@ -19,8 +19,15 @@ from theory.checks import (
     require_identity,
     simplex_point,
 )
-from theory.divergences import rdv_objective, rescaled_renyi, tilted_risk, tilted_weights
+from theory.divergences import (
+    rdv_objective,
+    rescaled_renyi,
+    tilted_risk,
+    tilted_weights,
+    variance,
+)
 from theory.registry import claim
+from theory.tilted_risk import require_substitutable, tilt_derivative_nonnegative
 
 CLAIM_TEST = "tests/test_theory.py::test_claim"
 LOSS_TESTS = "tests/test_theory_losses.py"
@@ -61,27 +68,50 @@ def _setting():
     ),
 )
 def iris_gradient_importance_weights() -> None:
-    """∇_θ L_α = −Σ_y w⁺_y ∇r_θ(y) + Σ_y w⁻_y ∇r_θ(y), w⁺ ∝ P e^{(α−1)r}, w⁻ ∝ Q e^{αr}.
+    """∇_θ L_α = −Σ_y w⁺_y ∇r_θ(y) + Σ_y w⁻_y ∇r_θ(y), w⁺ ∝ P e^{(α−1)r}, w⁻ ∝ Q e^{αr}, for
+    every differentiable parametrisation θ ↦ r_θ.
 
     Source: [paper] ("exponential importance weights") and [derived] objective.md
     "Gradient". The batch version replaces P, Q by the empirical measures of the annotated
     and synthetic samples: w⁺ = softmax((α−1) r⁺), w⁻ = softmax(α r⁻), each summing to one
-    over the whole optimisation batch. Checked symbolically at a generic θ, for every α, β,
-    with generic positive weights for P and Q (the chain rule does not use normalisation).
+    over the whole optimisation batch. Checked symbolically for a general parametrisation
+    — each reward r_y(θ) an undefined sympy function of θ, so the chain rule is checked with
+    symbolic derivatives r_y'(θ) — for every α, β, with generic positive weights for P and Q
+    (the chain rule does not use normalisation); and for the tabular softmax family, the
+    parametrisation of the other claims of this module.
     Enforced by tests/test_theory.py::test_claim[iris_gradient_importance_weights] and
     tests/test_theory_losses.py::test_fixed_point_gradient_autograd.
     """
     theta, alpha, beta = _setting()
     p = positive_symbols("p1:4")
     q = positive_symbols("q1:4")
+    t = sp.Symbol("t", real=True)
+    r = [sp.Function(f"r{i}", real=True)(t) for i in range(1, 4)]
+    loss = -rdv_objective(r, p, q, alpha)
+    weighted = sp.Add(
+        *(
+            -(a - b) * sp.diff(ri, t)
+            for a, b, ri in zip(
+                tilted_weights(r, alpha - 1, p), tilted_weights(r, alpha, q), r, strict=True
+            )
+        )
+    )
+    # Name r_y(t) and r_y'(t) by real symbols (derivatives first), so that the comparison is
+    # an identity in ordinary symbols (and a false one is refuted numerically at once).
+    values, slopes = real_symbols("s1:4"), real_symbols("d1:4")
+    named = {sp.Derivative(ri, t): di for ri, di in zip(r, slopes, strict=True)}
+    named_values = dict(zip(r, values, strict=True))
+    lhs = sp.diff(loss, t).subs(named).subs(named_values)
+    rhs = weighted.subs(named).subs(named_values)
+    require(not lhs.has(t) and not rhs.has(t), "r(t), r'(t) named")
+    require_identity(lhs, rhs, "dL/dt, general r(t)", rewrite=False)
     r = rewards(theta, [sp.log(qi) for qi in q], beta)
     loss = population_loss(theta, p, q, alpha, beta)
     w_real = tilted_weights(r, alpha - 1, p)
     w_synthetic = tilted_weights(r, alpha, q)
-    for t in theta:
-        dr = [sp.diff(ri, t) for ri in r]
-        weighted = sp.Add(*(-(a - b) * d for a, b, d in zip(w_real, w_synthetic, dr, strict=True)))
-        require_identity(sp.diff(loss, t), weighted, f"dL/d{t}", rewrite=False)
+    dr = [sp.diff(ri, theta[0]) for ri in r]
+    weighted = sp.Add(*(-(a - b) * d for a, b, d in zip(w_real, w_synthetic, dr, strict=True)))
+    require_identity(sp.diff(loss, theta[0]), weighted, "dL/dtheta1, softmax", rewrite=False)
 
 
 @claim(
@@ -93,11 +123,15 @@ def iris_gradient_importance_weights() -> None:
     ),
 )
 def fixed_point_gradient() -> None:
-    """At θ = θt: ∇_θ L_α = β (p_θt − P) for every α, β; so it is 0 exactly when P = p_θt.
+    """Tabular softmax family p_θ = softmax(θ): at θ = θt, ∇_θ L_α = β (p_θt − P) for every
+    α, β; so it is 0 exactly when P = p_θt.
 
-    Source: [paper] (fixed point) and [derived] objective.md "Fixed point". Proof: at θ = θt
-    all rewards are 0, so w⁺ = P and w⁻ = Q = p_θt; ∇_θ r(y) = β(e_y − p_θ), so
-    ∇L = −β(P − p_θt) + β(p_θt − p_θt). Checked symbolically for generic P ≠ Q (the formula,
+    Source: [paper] (fixed point) and [derived] objective.md "Fixed point". The formula is
+    specific to the tabular softmax parametrisation (one logit per outcome); for a general
+    one, iris_gradient_importance_weights at r = 0 gives ∇_θ L_α = −β E_P ∇ log p_θ +
+    β E_{p_θt} ∇ log p_θ = −β E_P ∇ log p_θ (the score has mean 0 under p_θ = p_θt), which
+    is 0 when P = p_θt. Proof for the softmax: at θ = θt all rewards are 0, so w⁺ = P and
+    w⁻ = Q = p_θt; ∇_θ r(y) = β(e_y − p_θ), so ∇L = −β(P − p_θt) + β(p_θt − p_θt). Checked symbolically for generic P ≠ Q (the formula,
     which is nonzero) and for P = Q (zero).
     Enforced by tests/test_theory.py::test_claim[fixed_point_gradient] and
     tests/test_theory_losses.py::test_fixed_point_gradient_autograd.
@@ -127,8 +161,11 @@ def fixed_point_global_minimum() -> None:
 
     Source: [paper] and [derived] objective.md "Fixed point". The identity (checked
     symbolically at a generic θ) is theory.rdv.rdv_gap_decomposition with log(P/Q) = 0; the
-    bracket is ≥ 0 by the monotonicity of TR in the tilt (theory.tilted_risk), with
-    equality iff r_θ is constant, i.e. p_θ = p_θt. So θt is a global minimiser of the
+    bracket is ∫_{α−1}^{α} (d/dτ) TR_τ(r_θ; Q) dτ [fundamental theorem of calculus, stated]
+    with a nonnegative integrand: theory.tilted_risk.tilt_derivative_nonnegative (every step
+    checked by sympy) applied by substitution ℓ := r_θ (real, checked), π := Q (positive,
+    checked), and Var_Q(r_θ)/2 ≥ 0 at τ = 0 (checked). Equality iff r_θ is constant, i.e.
+    p_θ = p_θt. So θt is a global minimiser of the
     population loss for every α: self-play stops when the model matches the data.
     Enforced by tests/test_theory.py::test_claim[fixed_point_global_minimum] and
     tests/test_theory_losses.py::test_fixed_point_gradient_autograd.
@@ -139,6 +176,9 @@ def fixed_point_global_minimum() -> None:
     loss = population_loss(theta, q, q, alpha, beta)
     gap = tilted_risk(r, alpha, q) - tilted_risk(r, alpha - 1, q)
     require_identity(loss, gap, "L(theta) = TR_alpha - TR_(alpha-1)")
+    require_substitutable(q, r)
+    tilt_derivative_nonnegative()
+    require(variance(r, q).is_nonnegative, "Var_Q(r) >= 0 (integrand at tau = 0)")
     at_opponent = {t: sp.log(qi) for t, qi in zip(theta, q, strict=True)}
     require_identity(loss.subs(at_opponent), 0, "L(theta_t) = 0")
     require_identity(rescaled_renyi(q, q, alpha), 0, "R_alpha(Q||Q) = 0")

@@ -16,9 +16,11 @@ import random
 import mpmath
 import sympy as sp
 
+from theory import general as G
 from theory.checks import positive_symbols, real_symbols, require, require_identity
-from theory.divergences import rdv_objective, rescaled_renyi, tilted_risk
+from theory.divergences import rdv_objective, rescaled_renyi, tilted_risk, variance
 from theory.registry import ClaimFailed, claim
+from theory.tilted_risk import require_substitutable, tilt_derivative_nonnegative
 
 CLAIM_TEST = "tests/test_theory.py::test_claim"
 LOSS_TESTS = "tests/test_theory_losses.py"
@@ -41,6 +43,7 @@ def optimal_discriminator(p, q, c=0):
 @claim(
     source="[paper] abstract: Rényi variational objective; [derived] Birrell et al. 2021",
     method="symbolic",
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[rdv_stationary_point]",
         f"{LOSS_TESTS}::test_iris_loss_at_log_ratio_equals_rescaled_renyi",
@@ -52,6 +55,7 @@ def rdv_stationary_point() -> None:
     Source: [paper] (IRIS is a Rényi variational objective) and [derived] from Birrell et al.
     2021. Proof: ∂J_α/∂g_i = w⁺_i − w⁻_i with w⁺ ∝ p e^{(α−1)g}, w⁻ ∝ q e^{αg}; at g* both
     are ∝ p^α q^{1−α}. Checked symbolically for three atoms with generic weights.
+    General n: also checked with indexed sums over n atoms, n symbolic (theory.general).
     Enforced by tests/test_theory.py::test_claim[rdv_stationary_point] and
     tests/test_theory_losses.py::test_iris_loss_at_log_ratio_equals_rescaled_renyi (the
     autograd gradient of iris_loss at g* vanishes).
@@ -61,11 +65,17 @@ def rdv_stationary_point() -> None:
     at_optimum = dict(zip(g, optimal_discriminator(p, q, c), strict=True))
     for gi in g:
         require_identity(sp.diff(objective, gi).subs(at_optimum), 0, f"dJ/d{gi} at g*")
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    pb, qb, gb = G.positive_base("p"), G.positive_base("q"), G.real_base("g")
+    objective = G.rdv_objective(lambda j: gb[j], lambda j: pb[j], lambda j: qb[j], alpha)
+    derivative = G.on_index(G.partial(objective, gb), gb, lambda j: sp.log(pb[j] / qb[j]) + c)
+    G.require_zero(derivative, "dJ/dg_k at g*")
 
 
 @claim(
     source="[derived] objective.md 'IRIS': R_α = D_α/α at g* = log dP/dQ",
     method="symbolic",
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[rdv_optimal_value]",
         f"{LOSS_TESTS}::test_iris_loss_at_log_ratio_equals_rescaled_renyi",
@@ -77,6 +87,7 @@ def rdv_optimal_value() -> None:
     Source: [derived] objective.md "IRIS: two independent tilted risks". Proof:
     Σ p e^{(α−1)g*} = e^{(α−1)c} S and Σ q e^{αg*} = e^{αc} S with S = Σ p^α q^{1−α}; the c's
     cancel and log S (1/(α−1) − 1/α) = log S/(α(α−1)). Checked symbolically.
+    General n: also checked with indexed sums over n atoms, n symbolic (theory.general).
     Enforced by tests/test_theory.py::test_claim[rdv_optimal_value] and
     tests/test_theory_losses.py::test_iris_loss_at_log_ratio_equals_rescaled_renyi
     (−iris_loss on exact-expectation atoms equals R_α).
@@ -84,11 +95,18 @@ def rdv_optimal_value() -> None:
     p, q, _, alpha, c = _setting()
     value = rdv_objective(optimal_discriminator(p, q, c), p, q, alpha)
     require_identity(value, rescaled_renyi(p, q, alpha), "J(g*) = R_alpha")
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    pb, qb = G.positive_base("p"), G.positive_base("q")
+    value = G.rdv_objective(
+        lambda j: sp.log(pb[j] / qb[j]) + c, lambda j: pb[j], lambda j: qb[j], alpha
+    )
+    G.require_zero(value - G.rescaled_renyi(lambda j: pb[j], lambda j: qb[j], alpha), "J(g*)")
 
 
 @claim(
     source="[derived] objective.md 'IRIS': invariant to adding a constant to all rewards",
     method="symbolic",
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[rdv_shift_invariance]",
         f"{LOSS_TESTS}::test_iris_loss_shift_invariant",
@@ -100,6 +118,7 @@ def rdv_shift_invariance() -> None:
     Source: [derived] objective.md "IRIS". Proof: g → g + c adds c to the first term and
     subtracts c from the second (tilted_risk_shift_equivariance). Hence the optimum is the
     whole line g* + c and −L_α does not depend on the reward offset. Checked symbolically.
+    General n: also checked with indexed sums over n atoms, n symbolic (theory.general).
     Enforced by tests/test_theory.py::test_claim[rdv_shift_invariance] and
     tests/test_theory_losses.py::test_iris_loss_shift_invariant.
     """
@@ -108,11 +127,17 @@ def rdv_shift_invariance() -> None:
     require_identity(
         rdv_objective(shifted, p, q, alpha), rdv_objective(g, p, q, alpha), "J(g + c) = J(g)"
     )
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    pb, qb, gb = G.positive_base("p"), G.positive_base("q"), G.real_base("g")
+    shifted_value = G.rdv_objective(lambda j: gb[j] + c, lambda j: pb[j], lambda j: qb[j], alpha)
+    value = G.rdv_objective(lambda j: gb[j], lambda j: pb[j], lambda j: qb[j], alpha)
+    G.require_zero(shifted_value - value, "J(g + c) = J(g)")
 
 
 @claim(
     source="[derived] global maximality of g* (this project's proof)",
     method="symbolic",
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[rdv_gap_decomposition]",
         f"{LOSS_TESTS}::test_iris_loss_below_bound_away_from_optimum",
@@ -122,11 +147,17 @@ def rdv_gap_decomposition() -> None:
     """J_α(g) = R_α(P‖Q) − [TR_α(h; π) − TR_{α−1}(h; π)] with h = g − log(P/Q), π ∝ p^α q^{1−α}.
 
     Source: [derived]. This identity proves that g* is the global maximiser for every
-    α ∉ {0, 1}: TR_τ(h; π) is nondecreasing in τ (theory.tilted_risk.
-    tilted_risk_tilt_derivative_is_kl with gibbs_inequality) and α − 1 < α, so the bracket
-    is ≥ 0, i.e. J_α(g) ≤ R_α(P‖Q) — the Rényi–DV bound, equivalently Hölder's inequality —
-    with equality iff h is constant, i.e. g = log(P/Q) + c. No concavity is needed (J_α is
-    not concave in g for α > 1). Checked symbolically for three atoms, generic g.
+    α ∉ {0, 1}: the bracket is ∫_{α−1}^{α} (d/dτ) TR_τ(h; π) dτ (fundamental theorem of
+    calculus [stated theorem]; TR_τ is C¹ in τ, τ = 0 included), and the integrand is ≥ 0:
+    for τ ≠ 0 it is KL(w_τ‖π̄)/τ², a sum of terms w_i (π̄_i/w_i − 1)² h_i/τ² with h_i > 0
+    (theory.tilted_risk.tilt_derivative_nonnegative, every step checked by sympy for generic
+    ℓ, π and applied here by substitution ℓ := h, π_i := p_i^α q_i^{1−α}, whose positivity
+    and realness are checked); at τ = 0 it is Var_π(h)/2 ≥ 0 (checked). So J_α(g) ≤ R_α(P‖Q)
+    — the Rényi–DV bound, equivalently Hölder's inequality — with equality iff h is
+    constant, i.e. g = log(P/Q) + c. No concavity is needed (J_α is not concave in g for
+    α > 1). Checked symbolically for three atoms, generic g.
+    General n: the identity is also checked with indexed sums over n atoms (theory.general),
+    and tilt_derivative_nonnegative is itself proved for n atoms.
     Enforced by tests/test_theory.py::test_claim[rdv_gap_decomposition] and
     tests/test_theory_losses.py::test_iris_loss_below_bound_away_from_optimum.
     """
@@ -136,6 +167,18 @@ def rdv_gap_decomposition() -> None:
     pi = [pi_**alpha * qi ** (1 - alpha) for pi_, qi in zip(p, q, strict=True)]
     gap = tilted_risk(h, alpha, pi) - tilted_risk(h, alpha - 1, pi)
     require_identity(rdv_objective(g, p, q, alpha), rescaled_renyi(p, q, alpha) - gap, "gap")
+    require_substitutable(pi, h)
+    tilt_derivative_nonnegative()
+    require(variance(h, pi).is_nonnegative, "Var_pi(h) >= 0 (integrand at tau = 0)")
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    pb, qb, hb = G.positive_base("p"), G.positive_base("q"), G.real_base("h")
+    P_, Q_ = (lambda j: pb[j]), (lambda j: qb[j])
+    base = lambda j: pb[j] ** alpha * qb[j] ** (1 - alpha)  # noqa: E731
+    bracket = G.tilted_risk(lambda j: hb[j], alpha, base) - G.tilted_risk(
+        lambda j: hb[j], alpha - 1, base
+    )
+    objective = G.rdv_objective(lambda j: hb[j] + sp.log(pb[j] / qb[j]), P_, Q_, alpha)
+    G.require_zero(objective - (G.rescaled_renyi(P_, Q_, alpha) - bracket), "gap")
 
 
 def _mp_objective(g, p, q, alpha):

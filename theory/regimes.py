@@ -164,8 +164,12 @@ def shared_optimal_discriminator() -> None:
     SPACE: E_P softplus(log μ − g) + μ E_Q softplus(g − log μ) (pointwise, so g* is exact,
     with no free constant, for every μ);
     SPIN: E_{y∼P, y'∼Q} softplus(−(g(y) − g(y'))) (depends on g only through differences).
-    All three are convex in g (log-sum-exp, softplus of affine maps), so the stationary
-    point is a global minimiser; IRIS's is theory.rdv.rdv_stationary_point. The minimisers
+    All three are convex in g, proved by sum-of-squares forms of their Hessians
+    (require_convex_dv_and_spin: vᵀ∇²v = Σ w_i (v_i − E_w v)² for DV and
+    Σ p_i q_j σ'(g_j − g_i)(v_i − v_j)² for SPIN, identities checked by sympy and ≥ 0 by its
+    assumption system; SPACE's Hessian is diagonal with positive entries, checked), so the
+    stationary point is a global minimiser [stated theorem: a stationary point of a convex
+    differentiable function is a global minimiser]; IRIS's is theory.rdv.rdv_stationary_point. The minimisers
     agree, the losses do not: at P = (2/3, 1/3), Q = (1/3, 2/3), g = g* the SPIN pair loss
     and L_1 = −KL(P‖Q) differ (checked), so SPIN is a KL regime, not L_1.
     Checked symbolically with three outcomes (DV: normalised P, Q; SPACE, SPIN: generic
@@ -203,6 +207,7 @@ def shared_optimal_discriminator() -> None:
     optimum = {gi: sp.log(pi / qi) + c for gi, pi, qi in zip(g, p, q, strict=True)}
     for gi in g:
         require_identity(sp.diff(spin, gi).subs(optimum), 0, "SPIN stationary")
+    require_convex_dv_and_spin()
 
     p2 = [sp.Rational(2, 3), sp.Rational(1, 3)]
     q2 = [sp.Rational(1, 3), sp.Rational(2, 3)]
@@ -210,6 +215,63 @@ def shared_optimal_discriminator() -> None:
     gap = spin_population_loss(g2, p2, q2) - (-kl_divergence(p2, q2))
     if abs(sp.N(gap, 30)) < sp.Float("1e-20"):
         raise ClaimFailed("SPIN pair loss equals L_1 at the test point")
+
+
+def _quadratic_form(expr, variables, direction):
+    """vᵀ (∇² expr) v."""
+    hessian = sp.hessian(expr, variables)
+    v = sp.Matrix(direction)
+    return (v.T * hessian * v)[0, 0]
+
+
+def _as_rational(expr, g, y):
+    """Replace every e^{±g_i} (also inside e^{g_j − g_i}) by y_i^{±1}: the Hessians below are
+    rational functions of y_i = e^{g_i} > 0, q, p and v, compared exactly."""
+    expanded = sp.expand(sp.powsimp(expr), power_exp=True, mul=False, multinomial=False)
+    return expanded.subs({sp.exp(gi): yi for gi, yi in zip(g, y, strict=True)})
+
+
+def _rational_zero(expr) -> bool:
+    """A rational function is 0 iff the expanded numerator of `together(expr)` is 0."""
+    numerator, _ = sp.fraction(sp.together(expr))
+    return sp.expand(numerator) == 0
+
+
+def require_convex_dv_and_spin() -> None:
+    """The Hessians of the DV and SPIN population losses are positive semidefinite, by
+    sum-of-squares forms of their quadratic forms (sympy identities + assumptions).
+
+    DV: ∇² log E_Q e^g = diag(w) − w wᵀ with w ∝ Q e^g, so vᵀ∇²v = Σ_i w_i (v_i − Σ_j w_j v_j)²;
+    SPIN: vᵀ∇²v = Σ_{i,j} p_i q_j σ'(g_j − g_i) (v_i − v_j)² with σ'(z) = e^z/(1 + e^z)² > 0.
+    Both right-hand sides are sums of positive weights times squares of reals: sympy's
+    assumption system decides they are ≥ 0. (The −E_P g term of DV is linear.) The
+    identities are checked as rational functions of y_i = e^{g_i} (exact: expanded numerator is 0).
+    """
+    g = real_symbols("g1:4")
+    v = real_symbols("v1:4")
+    y = positive_symbols("y1:4")
+    p = positive_symbols("p1:4")
+    q = positive_symbols("q1:4")
+    dv_loss = -dv_objective(g, p, q)
+    exps = [qi * yi for qi, yi in zip(q, y, strict=True)]
+    w = [e / sp.Add(*exps) for e in exps]
+    centre = sp.Add(*(wi * vi for wi, vi in zip(w, v, strict=True)))
+    dv_sos = sp.Add(*(wi * (vi - centre) ** 2 for wi, vi in zip(w, v, strict=True)))
+    dv_form = _as_rational(_quadratic_form(dv_loss, g, v), g, y)
+    require(_rational_zero(dv_form - dv_sos), "DV Hessian = sum of squares")
+    require(dv_sos.is_nonnegative, "DV quadratic form >= 0")
+
+    spin_sos = sp.Add(
+        *(
+            pi * qj * (yj / yi) / (1 + yj / yi) ** 2 * (vi - vj) ** 2  # σ'(g_j − g_i)
+            for yi, pi, vi in zip(y, p, v, strict=True)
+            for yj, qj, vj in zip(y, q, v, strict=True)
+        )
+    )
+    spin_form = _as_rational(_quadratic_form(spin_population_loss(g, p, q), g, v), g, y)
+    require(not spin_form.has(*g), "SPIN Hessian rational in e^g")
+    require(_rational_zero(spin_form - spin_sos), "SPIN Hessian = sum of squares")
+    require(spin_sos.is_nonnegative, "SPIN quadratic form >= 0")
 
 
 def spin_population_loss(g, p, q):

@@ -8,6 +8,9 @@ docstring does not hold. It is declared with the `@claim(...)` decorator, which 
 - `method`: how it is established — "symbolic" (a sympy proof: identities by
   `simplify(lhs - rhs) == 0`, limits by `limit`/`series`), "exact-rational" (exact
   arithmetic on rational instances) or "mpmath-numeric" (high-precision numerics);
+- `scope`: "general n" when the proof holds for any number of atoms (indexed sums with a
+  symbolic n, `theory.general`), "instance" when it is checked on a generic 3-atom (or
+  3-sample) instance with symbolic weights; the docstring says why (RESULTS.md lists both);
 - `tests`: the pytest node ids that enforce it. `tests/test_theory.py::test_claim[<name>]`
   re-runs the claim itself; the others tie it to the numbers computed by `iris.losses`.
 
@@ -25,6 +28,7 @@ import inspect
 from collections.abc import Callable
 
 METHODS = ("symbolic", "exact-rational", "mpmath-numeric")
+SCOPES = ("general n", "instance")
 SOURCES = ("[paper]", "[secondary]", "[derived]", "[choice]")
 
 # Import order = report order (roughly the order of objective.md).
@@ -55,6 +59,7 @@ class Claim:
     tests: tuple[str, ...]
     check: Callable[[], None]
     module: str
+    scope: str = "instance"
 
 
 _REGISTRY: dict[str, Claim] = {}
@@ -65,10 +70,12 @@ def _first_paragraph(doc: str) -> str:
     return " ".join(paragraph.split())
 
 
-def claim(*, source: str, method: str, tests: tuple[str, ...]) -> Callable:
+def claim(*, source: str, method: str, tests: tuple[str, ...], scope: str = "instance") -> Callable:
     """Register the decorated function as a claim (see the module docstring)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     tags = [tag for tag in SOURCES if tag in source]
     if not tags:
         raise ValueError(f"source must contain one of {SOURCES}, got {source!r}")
@@ -90,6 +97,7 @@ def claim(*, source: str, method: str, tests: tuple[str, ...]) -> Callable:
             tests=tuple(tests),
             check=fn,
             module=fn.__module__,
+            scope=scope,
         )
         return fn
 

@@ -8,8 +8,11 @@ symbols) with generic positive base weights π_1..π_3 (the batch version is π 
 
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
+from theory import general as G
 from theory.checks import positive_symbols, real_symbols, require, require_identity, series_terms
 from theory.divergences import (
     expectation,
@@ -31,9 +34,70 @@ def _setting():
     return losses, base, tau
 
 
+@functools.cache  # a proof that succeeded once (exceptions are not cached)
+def gibbs_function_certificate() -> None:
+    """Every step of f(x) = x − 1 − log x = (x − 1)² h(x) with h(x) > 0 for x > 0 (sympy).
+
+    (1) f(x) = ∫_1^x (1 − 1/t) dt (sympy integrates); (2) with t = 1 + u(x − 1), u ∈ [0, 1]
+    (change of variables, dt = (x − 1) du) the integrand becomes (x − 1)² u/(1 + u(x − 1)),
+    an identity in u, x; (3) h(x) = ∫_0^1 u/(1 + u(x − 1)) du has a positive integrand on
+    u ∈ (0, 1): with u = s/(1 + s), s > 0, it is s/(1 + s x) > 0 by the assumptions. So
+    f ≥ 0, with equality iff x = 1 — a sum-of-squares certificate for Gibbs' inequality.
+    """
+    x, t, u, s = positive_symbols("x t u s")
+    f = x - 1 - sp.log(x)
+    require_identity(sp.integrate(1 - 1 / t, (t, 1, x)), f, "f = integral of 1 - 1/t")
+    substituted = (1 - 1 / (1 + u * (x - 1))) * (x - 1)  # integrand · dt/du
+    require_identity(substituted, (x - 1) ** 2 * u / (1 + u * (x - 1)), "t = 1 + u(x - 1)")
+    integrand = sp.simplify((u / (1 + u * (x - 1))).subs(u, s / (1 + s)))
+    require(integrand.is_positive, "h's integrand > 0 on u in (0, 1)")
+
+
+@functools.cache  # a proof that succeeded once (exceptions are not cached)
+def tilt_derivative_nonnegative() -> None:
+    """Every step of d/dτ TR_τ(ℓ; π) = KL(w_τ ‖ π̄)/τ² ≥ 0, for n atoms, n symbolic (sympy).
+
+    ℓ_i real, π_i > 0, τ real ≠ 0, w_τ ∝ π e^{τℓ}, π̄ = π/Σπ, sums over i = 1..n
+    (theory.general). (1) the derivative identity; (2) KL(w‖π̄) = Σ_i w_i f(π̄_i/w_i), an
+    identity (the correction Σw − Σπ̄ is 0); (3) f(x) = (x − 1)² h(x), h > 0
+    (gibbs_function_certificate); (4) with H_i > 0 standing for h(π̄_i/w_i),
+    Σ_i w_i (π̄_i/w_i − 1)² H_i / τ² and the derivative at τ = 0, Var_π(ℓ)/2 =
+    Σ_i π_i (ℓ_i − m)²/(2Σπ), are decided ≥ 0 by sympy's assumption system (positive
+    weights times squares of reals). Other claims apply this to their own ℓ, π by
+    substitution, after checking the substituted π is positive and ℓ real.
+    """
+    ell, base, h = G.real_base("l"), G.positive_base("pi"), G.positive_base("H")
+    tau = sp.Symbol("tau", real=True, nonzero=True)
+    x = sp.Symbol("x", positive=True)
+    f = x - 1 - sp.log(x)
+    z = G.total(base[G.IX] * sp.exp(tau * ell[G.IX]))
+    mass = G.total(base[G.IX])
+    w_i = base[G.IX] * sp.exp(tau * ell[G.IX]) / z
+    normalised_i = base[G.IX] / mass
+    kl = G.total(w_i * sp.log(w_i / normalised_i))
+    value = G.tilted_risk(lambda j: ell[j], tau, lambda j: base[j])
+    G.require_zero(sp.diff(value, tau) - kl / tau**2, "dTR/dtau = KL/tau^2")
+    G.require_zero(kl - G.total(w_i * f.subs(x, normalised_i / w_i)), "KL = sum w f(pi/w)")
+    gibbs_function_certificate()
+    certificate = G.total(w_i * (normalised_i / w_i - 1) ** 2 * h[G.IX]) / tau**2
+    require(certificate.is_nonnegative, "sum of w (pi/w - 1)^2 h / tau^2 >= 0")
+    centre = G.total(base[G.IX] * ell[G.IX]) / mass
+    half_variance = G.total(base[G.IX] * (ell[G.IX] - centre) ** 2) / (2 * mass)
+    require(half_variance.is_nonnegative, "Var/2 >= 0 (derivative at tau = 0)")
+
+
+def require_substitutable(base, losses) -> None:
+    """The values substituted for π (positive) and ℓ (real) satisfy the symbols' assumptions."""
+    for b in base:
+        require(sp.sympify(b).is_positive, f"base weight {b} > 0")
+    for value in losses:
+        require(sp.sympify(value).is_extended_real, f"loss {value} real")
+
+
 @claim(
     source="[derived] objective.md 'Tilted risk': gradient of TR is softmax-weighted",
     method="symbolic",
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[tilted_risk_gradient_is_softmax]",
         f"{LOSS_TESTS}::test_tilted_risk_gradient_is_softmax_autograd",
@@ -45,6 +109,7 @@ def tilted_risk_gradient_is_softmax() -> None:
     Source: [derived] objective.md "Tilted risk" (TERM, Li et al. 2021): `∇TR_τ = Σ w_i ∇ℓ_i`,
     `w = softmax(τℓ)`; the weights do not depend on the 1/n of the mean. Checked for three
     symbolic losses, any real τ ≠ 0, generic positive π and for π uniform.
+    General n: also checked with indexed sums over n atoms, n symbolic (theory.general).
     Enforced by tests/test_theory.py::test_claim[tilted_risk_gradient_is_softmax] and
     tests/test_theory_losses.py::test_tilted_risk_gradient_is_softmax_autograd (autograd of
     `iris.losses.tilted_risk` against `softmax(τℓ)`).
@@ -55,6 +120,11 @@ def tilted_risk_gradient_is_softmax() -> None:
         w = tilted_weights(losses, tau, weights)
         for li, wi in zip(losses, w, strict=True):
             require_identity(sp.diff(value, li), wi, f"dTR/d{li} (weights={weights})")
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    ell, base = G.real_base("l"), G.positive_base("pi")
+    value = G.tilted_risk(lambda j: ell[j], tau, lambda j: base[j])
+    weight = base[G.K] * sp.exp(tau * ell[G.K]) / G.total(base[G.IX] * sp.exp(tau * ell[G.IX]))
+    G.require_zero(G.partial(value, ell) - weight, "dTR/dl_k")
 
 
 @claim(
@@ -89,6 +159,7 @@ def tilted_risk_small_tilt() -> None:
 @claim(
     source="[derived] objective.md 'Tilted risk': TR_τ(ℓ + c) = TR_τ(ℓ) + c",
     method="symbolic",
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[tilted_risk_shift_equivariance]",
         f"{LOSS_TESTS}::test_tilted_risk_monotone_and_bounded",
@@ -100,6 +171,7 @@ def tilted_risk_shift_equivariance() -> None:
     Source: [derived] objective.md "Tilted risk". This is why −L_α is invariant to adding a
     constant to all rewards (theory.rdv.rdv_shift_invariance): the shift enters both tilted
     risks with opposite signs. Checked for symbolic ℓ, c, π and τ ≠ 0.
+    General n: also checked with indexed sums over n atoms, n symbolic (theory.general).
     Enforced by tests/test_theory.py::test_claim[tilted_risk_shift_equivariance] and
     tests/test_theory_losses.py::test_tilted_risk_monotone_and_bounded.
     """
@@ -114,11 +186,17 @@ def tilted_risk_shift_equivariance() -> None:
     )
     for a, b in weights:
         require_identity(a, b, "weights of l + c")
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    ell, base = G.real_base("l"), G.positive_base("pi")
+    value = G.tilted_risk(lambda j: ell[j], tau, lambda j: base[j])
+    shifted_value = G.tilted_risk(lambda j: ell[j] + c, tau, lambda j: base[j])
+    G.require_zero(shifted_value - value - c, "TR(l + c)")
 
 
 @claim(
     source="[derived] needed for monotonicity of TR in τ",
     method="symbolic",
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[tilted_risk_tilt_derivative_is_kl]",
         f"{LOSS_TESTS}::test_tilted_risk_tilt_derivative_matches_kl",
@@ -131,6 +209,7 @@ def tilted_risk_tilt_derivative_is_kl() -> None:
     KL(w_τ‖π̄) = Σ w_τ (τℓ − log Z_τ) = τ E_{w_τ}ℓ − log Z_τ (Z_τ = E_π̄ e^{τℓ}). With
     theory.tilted_risk.gibbs_inequality (KL ≥ 0) TR is nondecreasing in τ, strictly unless
     ℓ is constant (KL = 0 iff w_τ = π̄). Checked for symbolic ℓ, π and τ ≠ 0.
+    General n: also checked with indexed sums over n atoms, n symbolic (theory.general).
     Enforced by tests/test_theory.py::test_claim[tilted_risk_tilt_derivative_is_kl] and
     tests/test_theory_losses.py::test_tilted_risk_tilt_derivative_matches_kl.
     """
@@ -142,11 +221,19 @@ def tilted_risk_tilt_derivative_is_kl() -> None:
         kl_divergence(w, normalised) / tau**2,
         "dTR/dtau",
     )
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    ell, base = G.real_base("l"), G.positive_base("pi")
+    value = G.tilted_risk(lambda j: ell[j], tau, lambda j: base[j])
+    z = G.total(base[G.IX] * sp.exp(tau * ell[G.IX]))
+    w_i = base[G.IX] * sp.exp(tau * ell[G.IX]) / z
+    kl = G.total(w_i * sp.log(w_i * G.total(base[G.IX]) / base[G.IX]))
+    G.require_zero(sp.diff(value, tau) - kl / tau**2, "dTR/dtau")
 
 
 @claim(
     source="[derived] standard lemma (Gibbs' inequality)",
     method="symbolic",
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[gibbs_inequality]",
         f"{LOSS_TESTS}::test_tilted_risk_tilt_derivative_matches_kl",
@@ -159,7 +246,10 @@ def gibbs_inequality() -> None:
     f''(x) = 1/x² > 0 on x > 0, so f ≥ 0 with equality only at x = 1; and for positive
     weights KL(w‖π) = Σ_i w_i f(π_i/w_i) + (Σ w − Σ π), whose last bracket is 0 for
     probability vectors. The identity is checked for three generic positive w, π; the
-    properties of f with sympy's assumption system.
+    properties of f with sympy's assumption system, and f ≥ 0 itself by the certificate
+    f(x) = (x − 1)² ∫_0^1 u/(1 + u(x − 1)) du with a positive integrand
+    (gibbs_function_certificate, every step checked by sympy).
+    General n: also checked with indexed sums over n atoms, n symbolic (theory.general).
     Enforced by tests/test_theory.py::test_claim[gibbs_inequality] and
     tests/test_theory_losses.py::test_tilted_risk_tilt_derivative_matches_kl.
     """
@@ -176,6 +266,13 @@ def gibbs_inequality() -> None:
         - sp.Add(*pi)
     )
     require_identity(kl_divergence(w, pi), rhs, "KL as a sum of f(pi/w)")
+    gibbs_function_certificate()
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    wb, pb = G.positive_base("w"), G.positive_base("pi")
+    w_i, pi_i = wb[G.IX], pb[G.IX]
+    kl = G.total(w_i * sp.log(w_i / pi_i))
+    rhs = G.total(w_i * f.subs(x, pi_i / w_i)) + G.total(w_i) - G.total(pi_i)
+    G.require_zero(kl - rhs, "KL as a sum of f(pi/w)")
 
 
 @claim(
@@ -189,9 +286,13 @@ def gibbs_inequality() -> None:
 def tilted_risk_monotone_and_bounded() -> None:
     """TR_τ(ℓ) is nondecreasing in τ, → max ℓ as τ → +∞, → min ℓ as τ → −∞; so min ≤ TR ≤ max.
 
-    Source: [derived] objective.md "Tilted risk". Monotone: theory.tilted_risk.
-    tilted_risk_tilt_derivative_is_kl and gibbs_inequality for τ ≠ 0, and at τ = 0 the
-    derivative is Var/2 ≥ 0 (tilted_risk_small_tilt). Limits: checked with `limit` for
+    Source: [derived] objective.md "Tilted risk". Monotone, proved here step by step for
+    n atoms, n symbolic (tilt_derivative_nonnegative): for τ ≠ 0, d/dτ TR_τ = KL(w_τ‖π̄)/τ² =
+    Σ_i w_i (π̄_i/w_i − 1)² h(π̄_i/w_i)/τ² with h > 0, a sum of nonnegative terms; at τ = 0 the
+    derivative is Var_π(ℓ)/2 (tilted_risk_small_tilt) = Σ π_i (ℓ_i − m)²/(2Σπ) ≥ 0, a sum of
+    squares (checked). The limits are a 3-atom instance. TR_τ is C¹ in τ (analytic, with the removable point τ = 0), so by the
+    mean-value theorem [stated theorem] a nonnegative derivative makes it nondecreasing.
+    Limits: checked with `limit` for
     sorted losses (m, m + d_1, m + d_1 + d_2), d_i > 0, after removing m by
     tilted_risk_shift_equivariance (gruntz needs the sign of each exponent). The bounds
     follow: TR_{−∞} ≤ TR_τ ≤ TR_{+∞}.
@@ -205,5 +306,7 @@ def tilted_risk_monotone_and_bounded() -> None:
         value = tilted_risk(sorted_losses, tau, weights)
         require_identity(sp.limit(value, tau, sp.oo), d1 + d2, "TR at tau -> +oo")
         require_identity(sp.limit(value, tau, -sp.oo), 0, "TR at tau -> -oo")
+    tilt_derivative_nonnegative()
     losses = real_symbols("l1:4")
-    require(variance(losses).is_nonnegative, "Var >= 0 (derivative at tau = 0)")
+    base = positive_symbols("pi1:4")
+    require(variance(losses, base).is_nonnegative, "Var >= 0 (derivative at tau = 0)")
