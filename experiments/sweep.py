@@ -55,7 +55,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from iris.config import ConfigError, SelfPlayConfig, from_dict, load_config, load_yaml  # noqa: E402
-from iris.runs import RunDir  # noqa: E402
+from iris.runs import RunDir, run_name  # noqa: E402
 
 PYTHON = "python"  # printed; replaced by sys.executable when launching
 
@@ -162,12 +162,8 @@ def expand(spec: str | os.PathLike, runs_dir: str | os.PathLike) -> list[Run]:
     runs_dir = Path(runs_dir)
     data = load_yaml(spec)
     if not is_sweep_file(data):
-        run = Run(
-            name=f"{spec.parent.name}/{spec.stem}",
-            config=spec,
-            overrides=(),
-            output_dir=runs_dir / spec.parent.name / spec.stem,
-        )
+        name = run_name(spec)
+        run = Run(name=name, config=spec, overrides=(), output_dir=runs_dir / name)
         run.load()
         return [run]
     sweep = from_dict(Sweep, data, source=str(spec))

@@ -37,9 +37,9 @@ def _selfplay(args: argparse.Namespace) -> int:
         overrides += ["--output_dir", args.output_dir]
     config = load_config(SelfPlayConfig, args.config, overrides)
     if config.output_dir is None and os.environ.get("IRIS_RUNS_DIR"):
-        # configs/<model>/<method>.yaml → $IRIS_RUNS_DIR/<model>/<method> (as experiments/sweep.py)
-        spec = Path(args.config)
-        config.output_dir = str(Path(os.environ["IRIS_RUNS_DIR"]) / spec.parent.name / spec.stem)
+        from iris.runs import run_name
+
+        config.output_dir = str(Path(os.environ["IRIS_RUNS_DIR"]) / run_name(args.config))
     evaluator = None
     if config.evaluation:
         from iris.evaluation import make_evaluator

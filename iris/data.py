@@ -174,6 +174,14 @@ def is_local_source(source: str | os.PathLike) -> bool:
     return Path(source).exists()
 
 
+def is_missing_local_file(source: str | os.PathLike) -> bool:
+    """True when ``source`` reads as a local path (a data suffix, or starts with ``.``,
+    ``/`` or ``~``) that does not exist, rather than as a hub dataset id."""
+    text = str(source)
+    looks_local = Path(text).suffix.lower() in LOCAL_SUFFIXES or text.startswith((".", "/", "~"))
+    return looks_local and not Path(text).expanduser().exists()
+
+
 def _decode(raw: bytes, path: Path, first_line: int = 1) -> str:
     """UTF-8 text of ``raw`` (the bytes of ``path`` from line ``first_line`` on)."""
     try:
@@ -297,7 +305,7 @@ def read_rows(
     if is_local_source(source):
         return _local_rows(Path(source), split)
     source = str(source)
-    if Path(source).suffix.lower() in LOCAL_SUFFIXES or source.startswith((".", "/")):
+    if is_missing_local_file(source):
         raise FileNotFoundError(f"data file {source} does not exist")
     return _hub_rows(source, split, revision)
 

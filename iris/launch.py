@@ -103,11 +103,16 @@ def check_accelerator(
         )
 
 
+def _kind(state) -> str:
+    """accelerate's ``DistributedType`` of a state as its name (``"DEEPSPEED"``, ...)."""
+    return str(state.distributed_type).rsplit(".", 1)[-1]
+
+
 def check_trainer(trainer) -> None:
     """:func:`check_accelerator` for a transformers ``Trainer`` whose accelerator is built."""
     state = trainer.accelerator.state
     check_accelerator(
-        str(state.distributed_type).rsplit(".", 1)[-1],
+        _kind(state),
         state.num_processes,
         trainer_mixed_precision=getattr(trainer.args, "mixed_precision", None),
     )
@@ -115,7 +120,7 @@ def check_trainer(trainer) -> None:
 
 def engine_name(state) -> str:
     """A run's engine as recorded in its manifest: ``deepspeed-zero3``, ``fsdp2``, ``ddp``, ``single``."""
-    kind = str(state.distributed_type).rsplit(".", 1)[-1]
+    kind = _kind(state)
     if kind == "DEEPSPEED":
         return f"deepspeed-zero{state.deepspeed_plugin.zero_stage}"
     if kind == "FSDP":

@@ -112,6 +112,13 @@ TRACKED_PACKAGES = (
 )
 
 
+def run_name(config_path: str | os.PathLike) -> str:
+    """The run directory of ``configs/<model>/<method>.yaml`` under a runs root:
+    ``<model>/<method>`` (``iris`` without ``--output-dir``, ``experiments/sweep.py``)."""
+    path = Path(config_path)
+    return f"{path.parent.name}/{path.stem}"
+
+
 class ConfigMismatchError(RuntimeError):
     """Raised when resuming into a run directory whose saved config differs in a result key."""
 

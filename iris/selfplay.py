@@ -273,7 +273,7 @@ def _check_sources(config: SelfPlayConfig) -> None:
     from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    from iris.data import LOCAL_SUFFIXES
+    from iris.data import is_missing_local_file
 
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     model, revision = config.model.name_or_path, config.model.revision
@@ -293,11 +293,8 @@ def _check_sources(config: SelfPlayConfig) -> None:
                 f"model.name_or_path: {model} is neither a local directory nor a hub model in "
                 "the local cache (HF_HUB_OFFLINE=1: download it once online)"
             )
-    source = str(config.data.source)
-    if not Path(source).expanduser().exists() and (
-        Path(source).suffix.lower() in LOCAL_SUFFIXES or source.startswith((".", "/", "~"))
-    ):
-        raise ConfigError(f"data.source: {source} does not exist")
+    if is_missing_local_file(config.data.source):
+        raise ConfigError(f"data.source: {config.data.source} does not exist")
 
 
 def _check_training(config: SelfPlayConfig) -> None:
@@ -310,7 +307,7 @@ def _check_training(config: SelfPlayConfig) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for t in range(config.iterations):
-            args = trainer_args(config, t, Path(config.output_dir or ".") / f"iter_{t}")
+            args = trainer_args(config, t, Path(config.output_dir) / f"iter_{t}")
     unset_hf_deepspeed_config()  # a DeepSpeed launch's args register ZeRO-3 loading globally
     for callback in get_reporting_integration_callbacks(args.report_to):
         try:
