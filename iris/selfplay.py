@@ -324,13 +324,19 @@ def _shared_dataset(state, directory: Path, build: Callable[[], list[dict[str, A
     and the other ranks read it (an in-memory dataset would give every rank its own
     temporary cache, which rank 0's reference log-probs never reach).
     """
-    from datasets import Dataset, load_from_disk
+    import datasets
 
     if state.is_main_process:
         shutil.rmtree(directory, ignore_errors=True)  # an interrupted attempt's copy and caches
-        Dataset.from_list(build()).save_to_disk(str(directory))
+        shown = not datasets.are_progress_bars_disabled()
+        datasets.disable_progress_bars()  # a bookkeeping copy: no bar on the console
+        try:
+            datasets.Dataset.from_list(build()).save_to_disk(str(directory))
+        finally:
+            if shown:
+                datasets.enable_progress_bars()
     state.wait_for_everyone()
-    return load_from_disk(str(directory))
+    return datasets.load_from_disk(str(directory))
 
 
 def _stage_train(
