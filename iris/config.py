@@ -1,36 +1,39 @@
-"""Configs: dataclasses are the schema, YAML supplies the values, dotted flags override them.
+"""Configs: pydantic models are the schema, YAML supplies the values, dotted flags override them.
 
-This module owns config loading for every entry point. A config class is a (nested)
-dataclass whose fields carry ``metadata={"help": ...}`` and validate themselves in
-``__post_init__``. :func:`load_config` reads a YAML file, applies ``--section.key value``
-overrides parsed with the field's declared type, and builds the instance; unknown keys
-fail loudly, naming the key and the file and suggesting close matches. The resolved
-config dumps back to YAML/JSON (:func:`dump_yaml`, :func:`to_dict`) for the run manifest.
+Why pydantic: it validates types and value ranges declared on the fields (``Field(gt=0)``)
+and reports every failure with its location (``("data", "n_train")``), which becomes the
+key path of a one-line message with the file and its 1-based line. It is already installed
+with DeepSpeed, lm-eval and typer. The alternatives were weighed: OmegaConf structured
+configs report key paths too but have no Literal or range constraints and are a new
+dependency; ``HfArgumentParser``/``TrlParser`` flatten sections into one namespace (no
+``model.*``/``data.*``), which the configs under ``experiments/`` rely on.
 
-Fields that do not change results (output paths, logging) are declared with
-``metadata={"affects_results": False}``, or for entries of free-form mapping fields in the
-class attribute ``NON_RESULT_KEYS``; :func:`non_result_keys` collects them for the resume
-check of :mod:`iris.runs`.
+What is left here is the adapter: YAML 1.2 floats (PyYAML reads ``5e-7`` as a string), the
+line of each key, ``--section.key value`` overrides parsed with the field's type, messages
+with a did-you-mean for unknown keys, the help listing, and the keys that do not change
+results (``json_schema_extra={"affects_results": False}``, or ``NON_RESULT_KEYS`` for
+entries of free-form mappings) for the resume check of :mod:`iris.runs`.
 
-The self-play schema (:class:`SelfPlayConfig`) lives here too. Its ``training`` section is
-a free-form mapping handed to the trainer's config class, which validates it.
+The ``training`` section is a free-form mapping validated by the trainer's config class
+(:func:`iris.selfplay.trainer_args`), with :func:`check_scalar_fields` for its scalars.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
-import math
+import functools
+import operator
 import os
 import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 T = TypeVar("T")
 
@@ -41,8 +44,7 @@ __all__ = [
     "ModelConfig",
     "SelfPlayConfig",
     "apply_overrides",
-    "dump_json",
-    "dump_yaml",
+    "config_help",
     "from_dict",
     "load_config",
     "load_yaml",
@@ -57,7 +59,7 @@ class ConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------------------
-# YAML with YAML-1.2 floats (PyYAML reads "5e-7" as a string)
+# YAML with YAML-1.2 floats, and the line of every key
 # --------------------------------------------------------------------------------------
 
 
@@ -65,204 +67,61 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that reads ``5e-7``, ``1E3`` and ``.inf`` as floats, as YAML 1.2 does."""
 
 
-_FLOAT_RE = re.compile(
-    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""",
-    re.VERBOSE,
-)
 _Loader.yaml_implicit_resolvers = {
     key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.VERBOSE,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _text(text_or_path: str | os.PathLike) -> str:
+    if isinstance(text_or_path, os.PathLike):
+        return Path(text_or_path).read_text(encoding="utf-8")
+    return text_or_path
 
 
 def load_yaml(text_or_path: str | os.PathLike) -> Any:
     """Parse YAML (a path or a YAML string) with YAML-1.2 float syntax."""
-    if isinstance(text_or_path, os.PathLike):
-        text = Path(text_or_path).read_text(encoding="utf-8")
-    else:
-        text = text_or_path
-    return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader subclass
+    return yaml.load(_text(text_or_path), Loader=_Loader)  # a SafeLoader subclass
+
+
+def _key_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """1-based line of every key (and list item) of a YAML document, by location tuple."""
+    lines: dict[tuple[Any, ...], int] = {}
+
+    def walk(node: yaml.Node, loc: tuple[Any, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                lines[(*loc, key.value)] = key.start_mark.line + 1
+                walk(value, (*loc, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines[(*loc, index)] = item.start_mark.line + 1
+                walk(item, (*loc, index))
+
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
 
 
 # --------------------------------------------------------------------------------------
-# Type handling
+# Errors in words
 # --------------------------------------------------------------------------------------
-
-_NONE_STRINGS = {"none", "null", "~"}
-_TRUE_STRINGS = {"true", "yes", "on", "1"}
-_FALSE_STRINGS = {"false", "no", "off", "0"}
-
-
-def _type_name(tp: Any) -> str:
-    if tp is type(None):
-        return "None"
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-_SCALARS = (bool, int, float, str, type(None))
-
-
-def check_scalar_fields(cls: type, values: Mapping[str, Any], prefix: str) -> None:
-    """Check ``values`` against the scalar fields (bool/int/float/str, optional) of a
-    dataclass such as a trainer config, naming the key (``training.beta: expected a
-    number, got 'two'``); other fields are left to the class itself."""
-    hints = _field_types(cls)
-    for key, value in values.items():
-        tp = hints.get(key)
-        options = typing.get_args(tp) if _is_union(tp) else (tp,)
-        if tp is not None and all(option in _SCALARS for option in options):
-            _check_value(value, tp, f"{prefix}{key}")
-
-
-def _is_union(tp: Any) -> bool:
-    return typing.get_origin(tp) in (typing.Union, types.UnionType)
-
-
-def _check_value(value: Any, tp: Any, where: str) -> Any:
-    """Check (and lightly normalise) a YAML/JSON value against a type annotation."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if _is_union(tp):
-        for option in typing.get_args(tp):
-            try:
-                return _check_value(value, option, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    if tp is type(None):
-        if value is None:
-            return None
-        raise ConfigError(f"{where}: expected None, got {value!r}")
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value in choices and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: must be one of {list(choices)}, got {value!r}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected a boolean, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    if origin in (list, Sequence, tuple) or tp in (list, tuple):
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        item_type = args[0] if args else Any
-        checked = [_check_value(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(checked) if origin is tuple or tp is tuple else checked
-    if origin in (dict, Mapping) or tp in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")
-
-
-def _parse_scalar_text(text: str) -> Any:
-    """A free-form override value: int, float, bool, null, a YAML flow list/map, else the string."""
-    stripped = text.strip()
-    if stripped.lower() in _NONE_STRINGS:
-        return None
-    if stripped.lower() in ("true", "false"):
-        return stripped.lower() == "true"
-    for convert in (int, float):
-        try:
-            return convert(stripped)
-        except ValueError:
-            pass
-    if stripped[:1] in ("[", "{"):
-        return load_yaml(stripped)
-    return text
-
-
-def _parse_typed(text: str, tp: Any, where: str) -> Any:
-    """Parse an override string with the field's declared type."""
-    if tp is Any:
-        return _parse_scalar_text(text)
-    if _is_union(tp):
-        options = typing.get_args(tp)
-        if type(None) in options and text.strip().lower() in _NONE_STRINGS:
-            return None
-        errors: list[ConfigError] = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _parse_typed(text, option, where)
-            except ConfigError as err:
-                errors.append(err)
-        if len(errors) == 1:  # Optional[X]: X's own message is the useful one
-            raise errors[0]
-        raise ConfigError(f"{where}: cannot parse {text!r} as {_type_name(tp)}")
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        for choice in typing.get_args(tp):
-            if str(choice) == text:
-                return choice
-        raise ConfigError(f"{where}: must be one of {list(typing.get_args(tp))}, got {text!r}")
-    if tp is bool:
-        lowered = text.strip().lower()
-        if lowered in _TRUE_STRINGS:
-            return True
-        if lowered in _FALSE_STRINGS:
-            return False
-        raise ConfigError(f"{where}: expected a boolean (true/false), got {text!r}")
-    if tp is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(f"{where}: expected an integer, got {text!r}") from None
-    if tp is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(f"{where}: expected a number, got {text!r}") from None
-    if tp is str:
-        return text
-    if origin in (list, Sequence, tuple) or tp in (list, tuple):
-        stripped = text.strip()
-        if stripped.startswith("["):
-            parsed = load_yaml(stripped)
-            if not isinstance(parsed, list):
-                raise ConfigError(f"{where}: expected a list, got {text!r}")
-            items = parsed
-            args = typing.get_args(tp)
-            return _check_value(items, tp if args else list, where)
-        args = typing.get_args(tp)
-        item_type = args[0] if args else Any
-        parts = [p for p in stripped.split(",") if p.strip()] if stripped else []
-        values = [_parse_typed(p.strip(), item_type, f"{where}[{i}]") for i, p in enumerate(parts)]
-        return tuple(values) if origin is tuple or tp is tuple else values
-    if origin in (dict, Mapping) or tp in (dict, Mapping):
-        parsed = load_yaml(text) if text.strip() else {}
-        if not isinstance(parsed, Mapping):
-            raise ConfigError(f"{where}: expected a mapping such as '{{a: 1}}', got {text!r}")
-        return dict(parsed)
-    raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")
 
 
 def suggest(key: str, candidates: Sequence[str]) -> str:
@@ -273,95 +132,108 @@ def suggest(key: str, candidates: Sequence[str]) -> str:
     return f" Valid keys: {', '.join(sorted(candidates))}."
 
 
+def _dotted(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _fields_at(cls: Any, loc: Sequence[Any]) -> list[str]:
+    """The field names of the section at ``loc`` (for a did-you-mean)."""
+    for part in loc:
+        if isinstance(part, int) or not _is_model(cls) or part not in cls.model_fields:
+            return []
+        cls = cls.model_fields[part].annotation
+    return list(cls.model_fields) if _is_model(cls) else []
+
+
+def _explain(
+    error: ValidationError,
+    cls: Any,
+    source: str,
+    prefix: tuple[Any, ...] = (),
+    lines: Mapping[tuple[Any, ...], int] | None = None,
+    overridden: Mapping[tuple[Any, ...], str] | None = None,
+) -> ConfigError:
+    """One ConfigError from pydantic's errors: ``file:line: key 'a.b': what is wrong``."""
+    messages = []
+    for item in error.errors(include_url=False):
+        loc = (*prefix, *item["loc"])
+        key, kind, message = _dotted(loc), item["type"], item["msg"]
+        where, what = source, f"key {key!r}: "
+        if overridden and loc in overridden:
+            where, what = f"override {overridden[loc]}", ""
+        elif lines and (loc in lines or loc[:-1] in lines):
+            where = f"{source}:{lines.get(loc, lines.get(loc[:-1]))}"
+        if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+            names = _fields_at(cls, item["loc"][:-1])
+            text = f"unknown key {key!r}." + (suggest(str(loc[-1]), names) if names else "")
+        elif kind in ("missing", "missing_argument"):
+            text = f"missing required key {key!r}"
+        elif kind == "value_error":
+            text = message.removeprefix("Value error, ")
+            text = f"invalid {key}: {text}" if key else text
+        else:
+            if kind == "literal_error":
+                message = f"must be one of {item['ctx']['expected']}"
+            text = f"{what}{message} (got {item['input']!r})"
+        messages.append(f"{where}: {text}" if where else text)
+    return ConfigError("\n".join(messages[:3]) + (" …" if len(messages) > 3 else ""))
+
+
 # --------------------------------------------------------------------------------------
 # Building, dumping, overriding
 # --------------------------------------------------------------------------------------
 
 
-def _is_dataclass_type(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
 def from_dict(
     cls: type[T], data: Mapping[str, Any] | None, *, source: str = "<dict>", _prefix: str = ""
 ) -> T:
-    """Build dataclass ``cls`` from a nested mapping, checking keys and value types.
+    """Build ``cls`` (a pydantic model, or a plain dataclass) from a nested mapping.
 
-    Unknown keys raise :class:`ConfigError` naming the dotted key and ``source`` with close
-    matches; missing required fields and wrongly typed values likewise. Validation in
-    ``__post_init__`` runs last and its ``ValueError`` is re-raised naming ``source``.
+    Unknown keys, missing required keys, wrong types and failed checks raise
+    :class:`ConfigError` naming the dotted key (after ``_prefix``) and ``source``.
     """
-    data = dict(data or {})
-    if not _is_dataclass_type(cls):
-        raise TypeError(f"{cls!r} is not a dataclass type")
-    hints = _field_types(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        key = unknown[0]
-        raise ConfigError(
-            f"{source}: unknown key {_prefix + str(key)!r} ({cls.__name__} has no field {key!r})."
-            + suggest(str(key), list(fields))
-        )
-    kwargs: dict[str, Any] = {}
-    for name, field in fields.items():
-        dotted = _prefix + name
-        tp = hints[name]
-        if name not in data:
-            if (
-                field.default is dataclasses.MISSING
-                and field.default_factory is dataclasses.MISSING
-            ):
-                if _is_dataclass_type(tp):
-                    kwargs[name] = from_dict(tp, {}, source=source, _prefix=dotted + ".")
-                    continue
-                raise ConfigError(f"{source}: missing required key {dotted!r}")
-            continue
-        value = data[name]
-        if _is_dataclass_type(tp):
-            if value is None:
-                value = {}
-            if not isinstance(value, Mapping):
-                raise ConfigError(
-                    f"{source}: key {dotted!r} must be a mapping (section), got {value!r}"
-                )
-            kwargs[name] = from_dict(tp, value, source=source, _prefix=dotted + ".")
-        else:
-            kwargs[name] = _check_value(value, tp, f"{source}: key {dotted!r}")
+    prefix = tuple(p for p in _prefix.rstrip(".").split(".") if p)
+    if _is_model(cls):
+        try:
+            return cls.model_validate(dict(data or {}))  # type: ignore[attr-defined,return-value]
+        except ValidationError as err:
+            raise _explain(err, cls, source, prefix) from None
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"{cls!r} is neither a pydantic model nor a dataclass")
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for key, value in dict(data or {}).items():
+        if key not in fields:
+            raise ConfigError(
+                f"{source}: unknown key {_dotted((*prefix, key))!r}." + suggest(str(key), fields)
+            )
+        try:
+            kwargs[key] = TypeAdapter(hints[key]).validate_python(value)
+        except ValidationError as err:
+            raise _explain(err, None, source, (*prefix, key)) from None
     try:
         return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as err:
-        section = _prefix.rstrip(".") or cls.__name__
-        raise ConfigError(f"{source}: invalid {section}: {err}") from err
+    except TypeError as err:  # a missing required field
+        raise ConfigError(f"{source}: {_dotted(prefix) or cls.__name__}: {err}") from None
+    except ValueError as err:
+        raise ConfigError(f"{source}: invalid {_dotted(prefix) or cls.__name__}: {err}") from None
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """A dataclass config as plain nested dicts/lists (JSON- and YAML-safe)."""
-    if not dataclasses.is_dataclass(config) or isinstance(config, type):
-        raise TypeError(f"expected a dataclass instance, got {type(config).__name__}")
-    return json.loads(json.dumps(dataclasses.asdict(config)))
-
-
-def dump_yaml(config: Any, path: str | os.PathLike | None = None) -> str:
-    """The resolved config as YAML (field order kept); also written atomically to ``path`` if given."""
-    text = yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True)
-    if path is not None:
-        from iris.runs import atomic_write_text
-
-        atomic_write_text(path, text)
-    return text
-
-
-def dump_json(config: Any, path: str | os.PathLike | None = None) -> str:
-    """The resolved config as JSON; also written atomically to ``path`` if given."""
-    text = json.dumps(to_dict(config), indent=2) + "\n"
-    if path is not None:
-        from iris.runs import atomic_write_text
-
-        atomic_write_text(path, text)
-    return text
+    """A config (pydantic model or dataclass) as plain nested dicts/lists (JSON-safe)."""
+    if isinstance(config, BaseModel):
+        return config.model_dump(mode="json")
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return TypeAdapter(type(config)).dump_python(config, mode="json")
+    raise TypeError(f"expected a config instance, got {type(config).__name__}")
 
 
 def parse_overrides(args: Sequence[str]) -> list[tuple[str, str]]:
@@ -369,29 +241,23 @@ def parse_overrides(args: Sequence[str]) -> list[tuple[str, str]]:
 
     Accepted forms: ``--key value``, ``--key=value`` and ``key=value``; keys are dotted
     paths (``section.key``; ``training.learning_rate`` reaches into a mapping field).
-    Values stay strings here; :func:`apply_overrides` parses them with the field's type.
 
     >>> parse_overrides(["--data.n_train", "100", "--seed=3", "model.dtype=bfloat16"])
     [('data.n_train', '100'), ('seed', '3'), ('model.dtype', 'bfloat16')]
     """
     pairs: list[tuple[str, str]] = []
-    i = 0
-    args = list(args)
+    args, i = list(args), 0
     while i < len(args):
         arg = args[i]
-        if arg.startswith("--"):
-            body = arg[2:]
-            if "=" in body:
-                key, value = body.split("=", 1)
-            else:
-                if i + 1 >= len(args) or (args[i + 1].startswith("--") and len(args[i + 1]) > 2):
-                    raise ConfigError(
-                        f"override {arg!r} needs a value: use '{arg} VALUE' or '{arg}=VALUE'"
-                    )
-                key, value = body, args[i + 1]
-                i += 1
+        if arg.startswith("--") and "=" not in arg:
+            if i + 1 >= len(args) or (args[i + 1].startswith("--") and len(args[i + 1]) > 2):
+                raise ConfigError(
+                    f"override {arg!r} needs a value: use '{arg} VALUE' or '{arg}=VALUE'"
+                )
+            key, value = arg[2:], args[i + 1]
+            i += 1
         elif "=" in arg:
-            key, value = arg.split("=", 1)
+            key, value = arg.removeprefix("--").split("=", 1)
         else:
             raise ConfigError(
                 f"cannot parse override {arg!r}: expected '--key value' or 'key=value'"
@@ -404,78 +270,85 @@ def parse_overrides(args: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+_NULLS = ("none", "null", "~")
+
+
+def _options(tp: Any) -> tuple[Any, ...]:
+    if typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return tuple(o for arg in typing.get_args(tp) for o in _options(arg))
+    return (tp,)
+
+
+def _parse_override(text: str, tp: Any) -> Any:
+    """An override's text as a value for a field of type ``tp`` (None: a free-form mapping).
+
+    Scalars are parsed by pydantic's lax mode (``"100"`` → 100, ``"yes"`` → True); lists take
+    YAML flow (``[1e-7, 2e-7]``) or commas (``1e-7,2e-7``); mappings YAML flow; free-form
+    entries YAML. A value that does not parse stays text, for the schema to report.
+    """
+    options = _options(tp) if tp is not None else (Any, type(None))
+    if text.strip().lower() in _NULLS and type(None) in options:
+        return None
+    kinds = {typing.get_origin(o) or o for o in options}
+    if Any in kinds or dict in kinds:
+        return load_yaml(text) if text.strip() else {}
+    if list in kinds:
+        if text.lstrip().startswith("["):
+            return load_yaml(text)
+        return [load_yaml(part) for part in text.split(",") if part.strip()]
+    bare = tuple(o for o in options if o is not type(None))  # without range constraints
+    try:
+        return TypeAdapter(functools.reduce(operator.or_, bare)).validate_python(text)
+    except ValidationError:
+        return text
+
+
 def apply_overrides(
     cls: type,
     data: Mapping[str, Any] | None,
     overrides: Sequence[tuple[str, str]] | Mapping[str, str],
-    *,
-    source: str = "overrides",
 ) -> dict[str, Any]:
-    """Apply dotted overrides to a raw config mapping, parsing each value with the field's type.
-
-    Returns a new nested dict (``data`` is not modified); the keys are checked against the
-    schema of ``cls`` (unknown keys fail with suggestions). Inside a free-form mapping field
-    (e.g. ``training``) values are parsed as int/float/bool/null/YAML flow, else kept as strings.
-    """
-    result: dict[str, Any] = json.loads(json.dumps(dict(data or {})))
-    items = overrides.items() if isinstance(overrides, Mapping) else overrides
-    for key, text in items:
+    """Apply dotted overrides to a raw config mapping, parsing each value with the field's
+    type; returns a new nested dict. Unknown keys fail with a did-you-mean."""
+    result = _copy(data)
+    for key, text in overrides.items() if isinstance(overrides, Mapping) else overrides:
         parts = key.split(".")
-        where = f"{source}: --{key}"
-        current_cls: Any = cls
+        section: Any = cls  # None inside a free-form mapping
         target = result
         for depth, part in enumerate(parts):
-            last = depth == len(parts) - 1
-            if current_cls is None:  # inside a free-form mapping
-                if last:
-                    target[part] = _parse_scalar_text(text)
-                else:
-                    nxt = target.setdefault(part, {})
-                    if not isinstance(nxt, dict):
-                        raise ConfigError(
-                            f"{where}: {'.'.join(parts[: depth + 1])!r} is not a mapping"
-                        )
-                    target = nxt
-                continue
-            fields = {f.name: f for f in dataclasses.fields(current_cls) if f.init}
-            if part not in fields:
-                raise ConfigError(
-                    f"{where}: unknown key {'.'.join(parts[: depth + 1])!r} "
-                    f"({current_cls.__name__} has no field {part!r})." + suggest(part, list(fields))
-                )
-            tp = _field_types(current_cls)[part]
-            if last:
-                if _is_dataclass_type(tp):
+            here = ".".join(parts[: depth + 1])
+            tp = None
+            if section is not None:
+                if part not in section.model_fields:
                     raise ConfigError(
-                        f"{where}: {key!r} is a section; override its keys ({key}.KEY VALUE)"
+                        f"overrides: --{key}: unknown key {here!r}."
+                        + suggest(part, list(section.model_fields))
                     )
-                target[part] = _parse_typed(text, tp, where)
-                continue
-            if _is_dataclass_type(tp):
-                current_cls = tp
+                tp = section.model_fields[part].annotation
+            if depth == len(parts) - 1:
+                if _is_model(tp):
+                    raise ConfigError(f"overrides: --{key}: {key!r} is a section; use --{key}.KEY")
+                target[part] = _parse_override(text, tp)
             elif (
-                typing.get_origin(tp) in (dict, Mapping)
-                or tp in (dict, Mapping)
-                or (
-                    _is_union(tp)
-                    and any(
-                        typing.get_origin(o) in (dict, Mapping) or o in (dict, Mapping)
-                        for o in typing.get_args(tp)
-                    )
-                )
+                section is not None
+                and not _is_model(tp)
+                and dict not in map(typing.get_origin, _options(tp))
             ):
-                current_cls = None
+                raise ConfigError(f"overrides: --{key}: {here!r} is not a section or mapping")
             else:
-                raise ConfigError(
-                    f"{where}: {'.'.join(parts[: depth + 1])!r} is not a section or mapping"
-                )
-            nxt = target.get(part)
-            if nxt is None:
-                nxt = target[part] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"{where}: {'.'.join(parts[: depth + 1])!r} is not a mapping")
-            target = nxt
+                section = tp if _is_model(tp) else None
+                if target.get(part) is None:
+                    target[part] = {}
+                target = target[part]
+                if not isinstance(target, dict):
+                    raise ConfigError(f"overrides: --{key}: {here!r} is not a mapping")
     return result
+
+
+def _copy(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: _copy(v) if isinstance(v, Mapping) else v for k, v in (data or {}).items()}
 
 
 def load_config(
@@ -483,92 +356,80 @@ def load_config(
     path: str | os.PathLike | None = None,
     overrides: Sequence[str] | Sequence[tuple[str, str]] | Mapping[str, str] = (),
 ) -> T:
-    """Load ``cls`` from a YAML file (optional) plus overrides; the generic config entry point.
-
-    ``overrides`` is either raw command-line arguments (``["--data.n_train", "100"]``), a
-    list of ``(dotted key, text)`` pairs or a mapping of them. Every error names the key and
-    the file (or ``overrides``).
-    """
-    source = str(path) if path is not None else "<defaults>"
-    data: Any = {}
+    """Load ``cls`` from a YAML file (optional) plus overrides (raw arguments such as
+    ``["--data.n_train", "100"]``, ``(key, text)`` pairs or a mapping). Every error names
+    the key, and the file and line or the override."""
+    source, data, lines = "<defaults>", {}, {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
+        source, text = str(path), path.read_text(encoding="utf-8")
         try:
-            data = load_yaml(path)
+            data = load_yaml(text)
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML: {err}") from err
-        if data is None:
-            data = {}
+            raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        data = {} if data is None else data
         if not isinstance(data, Mapping):
             raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+        lines = _key_lines(text)
     if isinstance(overrides, Mapping):
-        pairs: list[tuple[str, str]] = [(str(k), str(v)) for k, v in overrides.items()]
+        pairs = [(str(k), str(v)) for k, v in overrides.items()]
+    elif overrides and all(isinstance(o, str) for o in overrides):
+        pairs = parse_overrides(overrides)  # type: ignore[arg-type]
     else:
-        overrides = list(overrides)
-        if overrides and all(isinstance(o, str) for o in overrides):
-            pairs = parse_overrides(overrides)  # type: ignore[arg-type]
-        else:
-            pairs = [(str(k), str(v)) for k, v in overrides]  # type: ignore[misc]
-    if pairs:
-        # Unknown keys in the file are reported before override errors.
-        _check_keys(cls, data, source)
-        data = apply_overrides(cls, data, pairs, source=f"{source} overrides")
-        source = f"{source} (with overrides)"
-    return from_dict(cls, data, source=source)
+        pairs = [(str(k), str(v)) for k, v in overrides]  # type: ignore[misc]
+    try:
+        cls.model_validate(data)  # type: ignore[attr-defined]
+    except ValidationError as err:  # the file's own unknown keys come before the overrides'
+        if any(e["type"] == "extra_forbidden" for e in err.errors()) or not pairs:
+            raise _explain(err, cls, source, lines=lines) from None
+    data = apply_overrides(cls, data, pairs)
+    try:
+        return cls.model_validate(data)  # type: ignore[attr-defined,return-value]
+    except ValidationError as err:
+        overridden = {tuple(k.split(".")): f"--{k}" for k, _ in pairs}
+        raise _explain(err, cls, source, lines=lines, overridden=overridden) from None
 
 
-def _check_keys(cls: type, data: Mapping[str, Any], source: str, prefix: str = "") -> None:
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    hints = _field_types(cls)
-    for key, value in data.items():
-        if key not in fields:
-            raise ConfigError(
-                f"{source}: unknown key {prefix + str(key)!r} ({cls.__name__} has no field {key!r})."
-                + suggest(str(key), list(fields))
-            )
-        if _is_dataclass_type(hints[key]) and isinstance(value, Mapping):
-            _check_keys(hints[key], value, source, prefix + key + ".")
+def check_scalar_fields(cls: type, values: Mapping[str, Any], prefix: str) -> None:
+    """Check ``values`` against the scalar (bool/int/float/str, optional) fields of a
+    dataclass such as a trainer config, strictly (``training.beta: expected a number,
+    got 'two'``); other fields are left to the class itself."""
+    hints = typing.get_type_hints(cls)
+    scalars = (bool, int, float, str, type(None))
+    for key, value in values.items():
+        if key in hints and all(o in scalars for o in _options(hints[key])):
+            try:
+                TypeAdapter(hints[key]).validate_python(value, strict=True)
+            except ValidationError as err:
+                raise _explain(err, None, "", (*prefix.rstrip(".").split("."), key)) from None
 
 
-def non_result_keys(config_or_cls: Any) -> list[str]:
-    """Dotted keys declared as not affecting results (for :func:`iris.runs.config_diff`).
+# --------------------------------------------------------------------------------------
+# Help and result-affecting keys
+# --------------------------------------------------------------------------------------
 
-    Collected from field metadata ``{"affects_results": False}`` and the class attribute
-    ``NON_RESULT_KEYS`` (dotted keys or shell patterns inside mapping fields), recursively.
-    """
-    cls = config_or_cls if isinstance(config_or_cls, type) else type(config_or_cls)
-    keys: list[str] = []
 
-    def walk(klass: type, prefix: str) -> None:
-        keys.extend(prefix + k for k in getattr(klass, "NON_RESULT_KEYS", ()))
-        hints = _field_types(klass)
-        for field in dataclasses.fields(klass):
-            if not field.metadata.get("affects_results", True):
-                keys.append(prefix + field.name)
-            elif _is_dataclass_type(hints[field.name]):
-                walk(hints[field.name], prefix + field.name + ".")
-
-    walk(cls, "")
-    return sorted(set(keys))
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    return str(tp).replace("typing.", "").replace("NoneType", "None")
 
 
 def config_help(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     """``(dotted key, type and default, help)`` for every field, for ``--help`` and docs."""
     rows: list[tuple[str, str, str]] = []
-    hints = _field_types(cls)
-    for field in dataclasses.fields(cls):
-        tp = hints[field.name]
-        if _is_dataclass_type(tp):
-            rows.extend(config_help(tp, prefix + field.name + "."))
+    for name, field in cls.model_fields.items():  # type: ignore[attr-defined]
+        if _is_model(field.annotation):
+            rows.extend(config_help(field.annotation, f"{prefix}{name}."))
             continue
-        kind = _type_name(tp)
-        if field.default is not dataclasses.MISSING:
-            kind += f" = {field.default!r}"
-        elif field.default_factory is dataclasses.MISSING:
+        kind = _type_name(field.annotation)
+        if field.is_required():
             kind += ", required"
-        rows.append((prefix + field.name, kind, field.metadata.get("help", "")))
+        elif field.default_factory is None:
+            kind += f" = {field.default!r}"
+        rows.append((prefix + name, kind, field.description or ""))
     return rows
 
 
@@ -577,173 +438,128 @@ def format_config_help(cls: type) -> str:
     return "\n".join(f"  {key} ({kind})\n      {text}" for key, kind, text in config_help(cls))
 
 
+def non_result_keys(config_or_cls: Any) -> list[str]:
+    """Dotted keys declared as not affecting results (for :func:`iris.runs.config_diff`):
+    fields marked ``affects_results: False`` and the class attribute ``NON_RESULT_KEYS``."""
+    cls = config_or_cls if isinstance(config_or_cls, type) else type(config_or_cls)
+    keys = [f"{k}" for k in getattr(cls, "NON_RESULT_KEYS", ())]
+    for name, field in cls.model_fields.items():
+        if (field.json_schema_extra or {}).get("affects_results") is False:
+            keys.append(name)
+        elif _is_model(field.annotation):
+            keys.extend(f"{name}.{k}" for k in non_result_keys(field.annotation))
+    return sorted(set(keys))
+
+
 # --------------------------------------------------------------------------------------
 # The self-play schema
 # --------------------------------------------------------------------------------------
 
 
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
+def _field(default: Any = ..., help: str = "", *, result: bool = True, **constraints: Any) -> Any:
+    extra = None if result else {"affects_results": False}
+    if isinstance(default, type):  # a default factory (dict, list, a section)
+        return Field(default_factory=default, description=help, json_schema_extra=extra)
+    return Field(default, description=help, json_schema_extra=extra, **constraints)
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
+class Section(BaseModel):
+    """A config section: strict types (no "5" for 5, no 1 for true), unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
-DTYPES = ("float32", "bfloat16", "float16", "auto")
+Dtype = Literal["float32", "bfloat16", "float16", "auto"]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
-@dataclasses.dataclass
-class ModelConfig:
+class ModelConfig(Section):
     """The starting checkpoint θ0."""
 
-    name_or_path: str = dataclasses.field(
-        metadata=_help("Hub id (e.g. alignment-handbook/zephyr-7b-sft-full) or local directory.")
+    name_or_path: str = _field(
+        ..., "Hub id (e.g. alignment-handbook/zephyr-7b-sft-full) or local directory.", min_length=1
     )
-    revision: str | None = dataclasses.field(
-        default=None,
-        metadata=_help("Hub commit/tag to pin (record it: ac6e600e... for Zephyr in SPIN)."),
+    revision: str | None = _field(
+        None, "Hub commit/tag to pin (record it: ac6e600e... for Zephyr in SPIN)."
     )
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = dataclasses.field(
-        default="float32",
-        metadata=_help("Weights dtype; 'auto' keeps the checkpoint's dtype. Use bfloat16 on GPUs."),
+    dtype: Dtype = _field(
+        "float32", "Weights dtype; 'auto' keeps the checkpoint's dtype. Use bfloat16 on GPUs."
     )
-    train_dtype: Literal["float32", "bfloat16", "float16", "auto"] | None = dataclasses.field(
-        default=None,
-        metadata=_help(
-            "Dtype the training stage loads the weights in (null: model.dtype). Keep float32 "
-            "under plain DDP (bf16 mixed precision computes in bf16 but updates fp32 weights; "
-            "pure-bf16 weights lose updates at lr 5e-7); ZeRO/FSDP keep fp32 masters anyway."
-        ),
+    train_dtype: Dtype | None = _field(
+        None,
+        "Dtype the training stage loads the weights in (null: model.dtype). Keep float32 "
+        "under plain DDP (bf16 mixed precision computes in bf16 but updates fp32 weights; "
+        "pure-bf16 weights lose updates at lr 5e-7); ZeRO/FSDP keep fp32 masters anyway.",
     )
 
-    def __post_init__(self) -> None:
-        _require(bool(self.name_or_path), "model.name_or_path must not be empty")
-        _require(self.dtype in DTYPES, f"model.dtype must be one of {DTYPES}, got {self.dtype!r}")
-        _require(
-            self.train_dtype is None or self.train_dtype in DTYPES,
-            f"model.train_dtype must be one of {DTYPES} or null, got {self.train_dtype!r}",
-        )
 
-
-@dataclasses.dataclass
-class DataConfig:
+class DataConfig(Section):
     """Annotated (prompt, response) pairs: source, subset sizes and held-out prompts."""
 
-    source: str = dataclasses.field(
-        metadata=_help(
-            "Hub dataset id (HuggingFaceH4/ultrachat_200k) or a local .jsonl/.json/.parquet/.arrow file or saved dataset."
-        )
+    source: str = _field(
+        ...,
+        "Hub dataset id (HuggingFaceH4/ultrachat_200k) or a local .jsonl/.json/.parquet/.arrow "
+        "file or saved dataset.",
+        min_length=1,
     )
-    split: str = dataclasses.field(
-        default="train_sft", metadata=_help("Split to read (hub or saved DatasetDict).")
+    split: str = _field("train_sft", "Split to read (hub or saved DatasetDict).")
+    revision: str | None = _field(None, "Hub dataset commit to pin.")
+    n_train: Annotated[int, Field(gt=0)] | None = _field(
+        50_000,
+        "Training pairs (nested subsets: a smaller n is a prefix of a larger one); null = all.",
     )
-    revision: str | None = dataclasses.field(
-        default=None, metadata=_help("Hub dataset commit to pin.")
+    n_heldout: int = _field(0, "Held-out prompts (never among the training prompts).", ge=0)
+    heldout_split: str | None = _field(
+        None, "Take held-out prompts from this split (e.g. test_sft) instead of the training pool."
     )
-    n_train: int | None = dataclasses.field(
-        default=50_000,
-        metadata=_help(
-            "Training pairs (nested subsets: a smaller n is a prefix of a larger one); null = all."
-        ),
+    seed: int = _field(0, "Seed of the subset selection.")
+    skip_invalid: bool = _field(
+        False, "Skip (and count) rows failing validation instead of raising."
     )
-    n_heldout: int = dataclasses.field(
-        default=0, metadata=_help("Held-out prompts (never among the training prompts).")
-    )
-    heldout_split: str | None = dataclasses.field(
-        default=None,
-        metadata=_help(
-            "Take held-out prompts from this split (e.g. test_sft) instead of the training pool."
-        ),
-    )
-    seed: int = dataclasses.field(default=0, metadata=_help("Seed of the subset selection."))
-    skip_invalid: bool = dataclasses.field(
-        default=False,
-        metadata=_help("Skip (and count) rows failing validation instead of raising."),
-    )
-    repeated_prompts: bool = dataclasses.field(
-        default=False,
-        metadata=_help(
-            "Several annotated responses per prompt (the embedded testbed): rows are not "
-            "deduplicated by prompt; no held-out prompts."
-        ),
+    repeated_prompts: bool = _field(
+        False,
+        "Several annotated responses per prompt (the embedded testbed): rows are not "
+        "deduplicated by prompt; no held-out prompts.",
     )
 
-    def __post_init__(self) -> None:
-        _require(bool(self.source), "data.source must not be empty")
-        _require(
-            not (self.repeated_prompts and self.n_heldout),
-            "data.n_heldout must be 0 with data.repeated_prompts (held-out prompts would repeat training prompts)",
-        )
-        _require(
-            self.n_train is None or self.n_train > 0,
-            f"data.n_train must be positive, got {self.n_train}",
-        )
-        _require(self.n_heldout >= 0, f"data.n_heldout must be >= 0, got {self.n_heldout}")
+    @model_validator(mode="after")
+    def _no_heldout_with_repeats(self) -> DataConfig:
+        if self.repeated_prompts and self.n_heldout:
+            raise ValueError(
+                "data.n_heldout must be 0 with data.repeated_prompts (held-out prompts would "
+                "repeat training prompts)"
+            )
+        return self
 
 
-@dataclasses.dataclass
-class GenerationConfig:
+class GenerationConfig(Section):
     """Sampling of the synthetic responses."""
 
-    backend: Literal["hf", "vllm", "auto"] = dataclasses.field(
-        default="hf",
-        metadata=_help(
-            "'hf' (transformers generate), 'vllm' (GPU extra), or 'auto' (vllm when installed and a GPU is present)."
-        ),
+    backend: Literal["hf", "vllm", "auto"] = _field(
+        "hf",
+        "'hf' (transformers generate), 'vllm' (GPU extra), or 'auto' (vllm when installed and "
+        "a GPU is present).",
     )
-    temperature: float = dataclasses.field(
-        default=1.0, metadata=_help("Sampling temperature; 0 = greedy.")
+    temperature: float = _field(1.0, "Sampling temperature; 0 = greedy.", ge=0, allow_inf_nan=False)
+    top_p: float = _field(1.0, "Nucleus sampling mass; 1 = off.", gt=0, le=1)
+    top_k: int = _field(0, "Top-k sampling; 0 = off.", ge=0)
+    max_new_tokens: int = _field(256, "Generation limit (SPIN: 256).", gt=0)
+    batch_size: int = _field(
+        16, "Prompts per HF generate call (changes padding, so results).", gt=0
     )
-    top_p: float = dataclasses.field(default=1.0, metadata=_help("Nucleus sampling mass; 1 = off."))
-    top_k: int = dataclasses.field(default=0, metadata=_help("Top-k sampling; 0 = off."))
-    max_new_tokens: int = dataclasses.field(
-        default=256, metadata=_help("Generation limit (SPIN: 256).")
+    shard_size: int = _field(
+        1024,
+        "Prompts per resumable shard (rounded up to a multiple of batch_size).",
+        result=False,
+        gt=0,
     )
-    batch_size: int = dataclasses.field(
-        default=16, metadata=_help("Prompts per HF generate call (changes padding, so results).")
-    )
-    shard_size: int = dataclasses.field(
-        default=1024,
-        metadata=_help(
-            "Prompts per resumable shard (rounded up to a multiple of batch_size).",
-            affects_results=False,
-        ),
-    )
-    tensor_parallel_size: int = dataclasses.field(
-        default=1, metadata=_help("vLLM tensor parallelism.")
-    )
-    vllm_kwargs: dict[str, Any] = dataclasses.field(
-        default_factory=dict,
-        metadata=_help("Extra keyword arguments for vllm.LLM (e.g. gpu_memory_utilization)."),
+    tensor_parallel_size: int = _field(1, "vLLM tensor parallelism.", gt=0)
+    vllm_kwargs: dict[str, Any] = _field(
+        dict, "Extra keyword arguments for vllm.LLM (e.g. gpu_memory_utilization)."
     )
 
-    def __post_init__(self) -> None:
-        _require(
-            self.backend in ("hf", "vllm", "auto"), f"generation.backend: unknown {self.backend!r}"
-        )
-        _require(
-            self.temperature >= 0 and math.isfinite(self.temperature),
-            f"generation.temperature must be >= 0, got {self.temperature}",
-        )
-        _require(0 < self.top_p <= 1, f"generation.top_p must be in (0, 1], got {self.top_p}")
-        _require(self.top_k >= 0, f"generation.top_k must be >= 0, got {self.top_k}")
-        _require(
-            self.max_new_tokens > 0,
-            f"generation.max_new_tokens must be positive, got {self.max_new_tokens}",
-        )
-        _require(
-            self.batch_size > 0, f"generation.batch_size must be positive, got {self.batch_size}"
-        )
-        _require(
-            self.shard_size > 0, f"generation.shard_size must be positive, got {self.shard_size}"
-        )
-        _require(self.tensor_parallel_size > 0, "generation.tensor_parallel_size must be positive")
 
-
-@dataclasses.dataclass
-class SelfPlayConfig:
+class SelfPlayConfig(Section):
     """One self-play run: model × data × method, for ``iterations`` iterations.
 
     ``learning_rates``/``betas`` give per-iteration values (one per iteration) that replace
@@ -753,114 +569,82 @@ class SelfPlayConfig:
 
     # Entries of free-form mappings that do not change results.
     NON_RESULT_KEYS: ClassVar[tuple[str, ...]] = (
-        "training.output_dir",
-        "training.logging_dir",
-        "training.logging_steps",
-        "training.logging_first_step",
-        "training.logging_strategy",
-        "training.log_level",
-        "training.report_to",
-        "training.run_name",
-        "training.disable_tqdm",
-        "training.save_steps",
-        "training.save_strategy",
-        "training.save_total_limit",
-        "training.dataloader_num_workers",
-        "training.ddp_backend",
-        "training.ddp_timeout",
+        *(
+            f"training.{key}"
+            for key in (
+                "output_dir",
+                "logging_dir",
+                "logging_steps",
+                "logging_first_step",
+                "logging_strategy",
+                "log_level",
+                "report_to",
+                "run_name",
+                "disable_tqdm",
+                "save_steps",
+                "save_strategy",
+                "save_total_limit",
+                "dataloader_num_workers",
+                "ddp_backend",
+                "ddp_timeout",
+            )
+        ),
         "generation.vllm_kwargs.gpu_memory_utilization",
     )
 
-    model: ModelConfig = dataclasses.field(metadata=_help("Starting checkpoint θ0."))
-    data: DataConfig = dataclasses.field(metadata=_help("Annotated data and subsets."))
-    generation: GenerationConfig = dataclasses.field(
-        default_factory=GenerationConfig, metadata=_help("Synthetic-response sampling.")
+    model: ModelConfig = _field(..., "Starting checkpoint θ0.")
+    data: DataConfig = _field(..., "Annotated data and subsets.")
+    generation: GenerationConfig = _field(GenerationConfig, "Synthetic-response sampling.")
+    training: dict[str, Any] = _field(
+        dict, "Passed to the trainer's config (IrisConfig, a trl.DPOConfig); validated there."
     )
-    training: dict[str, Any] = dataclasses.field(
-        default_factory=dict,
-        metadata=_help(
-            "Passed to the trainer's config (IrisConfig, a trl.DPOConfig); validated there."
-        ),
+    iterations: int = _field(5, "Self-play iterations (0 … T−1).", ge=1)
+    synthetic_from: Literal["current", "previous_and_current"] = _field(
+        "current",
+        "Synthetic responses of iteration t: from θt, or from θt−1 ∪ θt (SPIN's option).",
     )
-    iterations: int = dataclasses.field(
-        default=5, metadata=_help("Self-play iterations (0 … T−1).")
+    learning_rates: list[Positive] | None = _field(
+        None, "Per-iteration learning rate (one per iteration) replacing training.learning_rate."
     )
-    synthetic_from: Literal["current", "previous_and_current"] = dataclasses.field(
-        default="current",
-        metadata=_help(
-            "Synthetic responses of iteration t: from θt, or from θt−1 ∪ θt (SPIN's option)."
-        ),
+    betas: list[Positive] | None = _field(
+        None, "Per-iteration β (one per iteration) replacing training.beta."
     )
-    learning_rates: list[float] | None = dataclasses.field(
-        default=None,
-        metadata=_help(
-            "Per-iteration learning rate (one per iteration) replacing training.learning_rate."
-        ),
+    per_iteration: dict[str, list[Any]] = _field(
+        dict,
+        "Other training keys with one value per iteration, e.g. T-SPIN's {lam: [0, 0.1, 0.1]}.",
     )
-    betas: list[float] | None = dataclasses.field(
-        default=None, metadata=_help("Per-iteration β (one per iteration) replacing training.beta.")
+    seed: int = _field(0, "Run seed (generation and training seeds derive from it).")
+    evaluation: dict[str, Any] = _field(
+        dict, "Evaluation settings (tasks, limits), read by the evaluation stage."
     )
-    per_iteration: dict[str, list[Any]] = dataclasses.field(
-        default_factory=dict,
-        metadata=_help(
-            "Other training keys with one value per iteration, e.g. T-SPIN's {lam: [0, 0.1, 0.1]}."
-        ),
-    )
-    seed: int = dataclasses.field(
-        default=0, metadata=_help("Run seed (generation and training seeds derive from it).")
-    )
-    evaluation: dict[str, Any] = dataclasses.field(
-        default_factory=dict,
-        metadata=_help("Evaluation settings (tasks, limits), read by the evaluation stage."),
-    )
-    output_dir: str | None = dataclasses.field(
-        default=None,
-        metadata=_help(
-            "Run directory (default: $IRIS_RUNS_DIR/<config's folder>/<config name>, as "
-            "experiments/sweep.py names it).",
-            affects_results=False,
-        ),
+    output_dir: str | None = _field(
+        None,
+        "Run directory (default: $IRIS_RUNS_DIR/<config's folder>/<config name>, as "
+        "experiments/sweep.py names it).",
+        result=False,
     )
 
-    def __post_init__(self) -> None:
-        if isinstance(self.model, Mapping):
-            self.model = from_dict(ModelConfig, self.model, _prefix="model.")
-        if isinstance(self.data, Mapping):
-            self.data = from_dict(DataConfig, self.data, _prefix="data.")
-        if isinstance(self.generation, Mapping):
-            self.generation = from_dict(GenerationConfig, self.generation, _prefix="generation.")
-        _require(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
-        _require(
-            self.synthetic_from in ("current", "previous_and_current"),
-            f"synthetic_from must be 'current' or 'previous_and_current', got {self.synthetic_from!r}",
-        )
+    @model_validator(mode="after")
+    def _one_value_per_iteration(self) -> SelfPlayConfig:
         for name in ("learning_rates", "betas"):
             values = getattr(self, name)
-            if values is None:
-                continue
-            _require(
-                len(values) == self.iterations,
-                f"{name} has {len(values)} values but iterations = {self.iterations} (give one per iteration)",
-            )
-            _require(
-                all(v > 0 and math.isfinite(v) for v in values),
-                f"{name} must be positive and finite, got {values}",
-            )
-        self._check_per_iteration()
-
-    def _check_per_iteration(self) -> None:
+            if values is not None and len(values) != self.iterations:
+                raise ValueError(
+                    f"{name} has {len(values)} values but iterations = {self.iterations} "
+                    "(give one per iteration)"
+                )
         for key, values in self.per_iteration.items():
-            _require(
-                isinstance(values, list) and len(values) == self.iterations,
-                f"per_iteration.{key} needs one value per iteration ({self.iterations}), got {values!r}",
-            )
+            if len(values) != self.iterations:
+                raise ValueError(
+                    f"per_iteration.{key} needs one value per iteration ({self.iterations}), "
+                    f"got {values!r}"
+                )
+        return self
 
     def training_for_iteration(self, iteration: int) -> dict[str, Any]:
         """The ``training`` mapping for iteration ``t`` with its learning rate and β applied."""
-        _require(
-            0 <= iteration < self.iterations,
-            f"iteration {iteration} outside 0..{self.iterations - 1}",
-        )
+        if not 0 <= iteration < self.iterations:
+            raise ValueError(f"iteration {iteration} outside 0..{self.iterations - 1}")
         training = dict(self.training)
         if self.learning_rates is not None:
             training["learning_rate"] = self.learning_rates[iteration]

@@ -94,7 +94,7 @@ CASES = {
     "beta not a number": (
         lambda w: _config(w, "c", training="  beta: two"),
         [],
-        "training.beta: expected a number, got 'two'",
+        "key 'training.beta': Input should be a valid number (got 'two')",
     ),
     "negative learning rate": (
         lambda w: _config(w, "c", training="  learning_rate: -0.05"),
