@@ -5,11 +5,15 @@ trainer reads:
 
 * loading annotated pairs from a hub id (``HuggingFaceH4/ultrachat_200k``, split
   ``train_sft``, pinned ``revision``) through ``datasets.load_dataset``, or from local
-  JSONL/JSON/Parquet/Arrow files or a saved dataset; multi-turn chat rows (``messages``)
-  are cut to their first turn; every schema error names the file, the row and the field;
-* the canonical record ``{"id", "prompt", "real", "source_index"}``, where ``id`` is a
-  hash of the whitespace-normalised prompt (so deduplication by prompt is deduplication
-  by id);
+  JSONL/JSON/Parquet/Arrow files or a saved dataset; the layout of each row is detected
+  from its fields (:data:`LAYOUTS`: chat ``messages``, cut to their first turn; ``prompt``
+  + ``real`` pairs; SPIN's ``real``/``generated``; TRL's preference
+  ``prompt``/``chosen``/``rejected``, standard or conversational); every schema error
+  names the file, the row and the field;
+* the canonical record ``{"id", "prompt", "real", "source_index"[, "generated"]}``, where
+  ``id`` is a hash of the whitespace-normalised prompt (so deduplication by prompt is
+  deduplication by id) and ``generated`` is the synthetic response a row gives (SPIN's
+  ``generated``, TRL's ``rejected``), read and checked by :func:`given_synthetic`;
 * deterministic, nested subset selection: records are ranked by ``sha256(seed, id)`` and
   training sets are prefixes of that ranking (14k ⊂ 26k ⊂ 50k ⊂ 100k ⊂ 200k for any
   seed, independent of file order), held-out prompts come from the other end of the
@@ -41,10 +45,31 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Record = dict[str, Any]
-"""``{"id": str, "prompt": str, "real": str, "source_index": int}``."""
+"""``{"id": str, "prompt": str, "real": str, "source_index": int}``, plus ``"generated": str``
+(possibly empty) when the row's layout gives a synthetic response."""
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".arrow")
 _RESPONSE_FIELDS = ("real", "response")
+
+LAYOUTS: dict[str, str] = {
+    "chat": "'messages': [user, assistant, ...] chat messages; the first turn is used",
+    "pairs": "'prompt' and 'real' (or 'response') strings; optional 'generated' string",
+    "spin": "SPIN's 'real' and 'generated': [user, assistant] message lists sharing the user turn",
+    "preference": "TRL's 'prompt', 'chosen' and 'rejected': strings (standard) or message "
+    "lists (conversational; 'prompt' optional when chosen/rejected start with it)",
+}
+"""The accepted row layouts, detected per row from its fields in this order: ``preference``
+(``chosen`` and ``rejected``), ``spin`` (``real`` and ``generated``, ``real`` not a string),
+``chat`` (``messages``), ``pairs`` (``prompt`` and ``real``/``response``). The annotated
+response is ``real``/``chosen``; the synthetic one, when given, ``generated``/``rejected``."""
+
+SYNTHETIC_FIELDS = {"spin": "generated", "preference": "rejected", "pairs": "generated"}
+"""The field holding a row's given synthetic response, per layout that can have one."""
+
+_UNKNOWN_LAYOUT = (
+    "needs field 'messages' (chat) or fields 'prompt' and 'real' (pairs), 'real' and "
+    "'generated' (SPIN) or 'prompt', 'chosen' and 'rejected' (TRL preference)"
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -116,38 +141,193 @@ def first_turn(messages: Any, where: str) -> tuple[str, str]:
     return messages[0]["content"], messages[1]["content"]
 
 
+def _present(row: Mapping[str, Any], field: str) -> bool:
+    return field in row and row[field] is not None
+
+
+def detect_layout(row: Mapping[str, Any]) -> str | None:
+    """The :data:`LAYOUTS` name of a row, from its fields (None when none fits)."""
+    if _present(row, "chosen") and _present(row, "rejected"):
+        return "preference"
+    if _present(row, "real") and _present(row, "generated") and not isinstance(row["real"], str):
+        return "spin"
+    if _present(row, "messages"):
+        return "chat"
+    if "prompt" in row and any(f in row for f in _RESPONSE_FIELDS):
+        return "pairs"
+    return None
+
+
+def _string(value: Any, field: str, where: str, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise _invalid(where, field, f"must be a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise _invalid(where, field, "is empty")
+    return value
+
+
+def _messages(value: Any, field: str, where: str) -> list[dict[str, str]]:
+    """``value`` as a list of plain ``{"role", "content"}`` dicts (string role and content)."""
+    if not isinstance(value, list | tuple):
+        raise _invalid(
+            where,
+            field,
+            f"must be a list of {{role, content}} messages, got {type(value).__name__}",
+        )
+    messages = []
+    for index, message in enumerate(value):
+        if not isinstance(message, Mapping):
+            raise _invalid(
+                where,
+                field,
+                f"item {index} must be a mapping with 'role' and 'content', got {type(message).__name__}",
+            )
+        for key in ("role", "content"):
+            if not isinstance(message.get(key), str):
+                raise _invalid(
+                    where,
+                    field,
+                    f"item {index} {key!r} must be a string, got {type(message.get(key)).__name__}",
+                )
+        messages.append({"role": message["role"], "content": message["content"]})
+    return messages
+
+
+def _response(messages: list[dict[str, str]], field: str, where: str, *, given: bool) -> str:
+    """The assistant turn after the prompt: one assistant message (none: an empty synthetic)."""
+    if not messages and given:
+        return ""
+    roles = [m["role"] for m in messages]
+    if roles != ["assistant"]:
+        raise _invalid(
+            where, field, f"must end with one assistant message after the prompt, got roles {roles}"
+        )
+    content = messages[0]["content"]
+    if not given and not content.strip():
+        raise _invalid(where, field, "assistant 'content' is empty")
+    return content
+
+
+def _preference_row(
+    row: Mapping[str, Any], where: str, annotated: str, synthetic: str
+) -> tuple[str, str, str]:
+    """(prompt, annotated response, synthetic response) of a SPIN or TRL preference row.
+
+    Standard rows hold strings; conversational rows hold message lists, with the prompt
+    either in ``prompt`` or as the messages ``annotated`` and ``synthetic`` start with
+    (TRL's implicit prompt, SPIN's layout), extracted by :func:`trl.data_utils.maybe_extract_prompt`.
+    The prompt must be one user message: iris trains on single-turn prompts.
+    """
+    from trl.data_utils import maybe_extract_prompt
+
+    first, second = row[annotated], row[synthetic]
+    has_prompt = _present(row, "prompt")
+    if isinstance(first, str) or isinstance(second, str):  # standard (TRL's strings)
+        _string(first, annotated, where)
+        _string(second, synthetic, where, allow_empty=True)
+        if has_prompt:
+            return _string(row["prompt"], "prompt", where), first, second
+        example = maybe_extract_prompt({"chosen": first, "rejected": second})
+        prompt = example["prompt"]
+        if not prompt.strip():
+            raise _invalid(
+                where, "prompt", f"is missing, and {annotated!r} and {synthetic!r} share no prefix"
+            )
+        return prompt, example["chosen"], example["rejected"]
+    chosen, rejected = _messages(first, annotated, where), _messages(second, synthetic, where)
+    if not chosen:
+        raise _invalid(where, annotated, "is an empty list of messages")
+    example: dict[str, Any] = {"chosen": chosen, "rejected": rejected}
+    if has_prompt:
+        prompt_value = row["prompt"]
+        example["prompt"] = (
+            _messages(prompt_value, "prompt", where)
+            if not isinstance(prompt_value, str)
+            else _string(prompt_value, "prompt", where)
+        )
+    given_prompt = example.get("prompt")
+    if (
+        isinstance(given_prompt, list)
+        and given_prompt
+        and chosen[: len(given_prompt)] == given_prompt
+    ):
+        n = len(given_prompt)  # the prompt is given and repeated in chosen/rejected
+        example = {**example, "chosen": chosen[n:], "rejected": rejected[n:]}
+    elif (
+        not isinstance(given_prompt, list)
+        and len(rejected) < len(chosen)
+        and rejected == chosen[: len(rejected)]
+    ):
+        # the synthetic conversation stops before its response: an empty synthetic response
+        example = {"prompt": rejected, "chosen": chosen[len(rejected) :], "rejected": []}
+    else:
+        example = maybe_extract_prompt(example)
+    prompt_messages = example["prompt"]
+    if has_prompt and isinstance(row["prompt"], list):
+        subject = "field 'prompt'"
+    else:
+        subject = f"the prompt shared by {annotated!r} and {synthetic!r}"
+    if not prompt_messages:
+        raise DataError(
+            f"{where}: {annotated!r} and {synthetic!r} share no prompt: "
+            "both must start with the same user message"
+        )
+    roles = [m["role"] for m in prompt_messages]
+    if roles != ["user"]:
+        raise DataError(
+            f"{where}: {subject} must be one user message (iris trains on single-turn "
+            f"prompts), got roles {roles}"
+        )
+    prompt = prompt_messages[0]["content"]
+    if not prompt.strip():
+        raise DataError(f"{where}: {subject}: 'content' is empty")
+    return (
+        prompt,
+        _response(example["chosen"], annotated, where, given=False),
+        _response(example["rejected"], synthetic, where, given=True),
+    )
+
+
 def row_to_record(
     row: Mapping[str, Any], *, where: str, index: int, repeated_prompts: bool = False
 ) -> Record:
     """Validate one source row and convert it to a canonical record.
 
-    Accepted rows: chat rows with ``messages`` (first turn taken, as for UltraChat's
-    ``prompt``/``messages`` columns), or pair rows with ``prompt`` and ``real`` (alias
-    ``response``). The id is the prompt's (:func:`prompt_id`); with ``repeated_prompts``
-    (several annotated responses per prompt, as in the embedded testbed) it is the id of
-    (prompt, row index), so rows with the same prompt stay distinct.
+    Accepted rows (:data:`LAYOUTS`, detected by :func:`detect_layout`): chat rows with
+    ``messages`` (first turn taken, as for UltraChat's ``prompt``/``messages`` columns),
+    pair rows with ``prompt`` and ``real`` (alias ``response``), SPIN rows (``real`` and
+    ``generated`` message lists) and TRL preference rows (``prompt``, ``chosen``,
+    ``rejected``; standard or conversational). The annotated response is ``real`` /
+    ``chosen``; a synthetic response the row gives (``generated`` / ``rejected``) is kept,
+    possibly empty, as ``generated``. The id is the prompt's (:func:`prompt_id`); with
+    ``repeated_prompts`` (several annotated responses per prompt, as in the embedded
+    testbed) it is the id of (prompt, row index), so rows with the same prompt stay distinct.
     """
     if not isinstance(row, Mapping):
         raise DataError(f"{where}: expected an object, got {type(row).__name__}")
-    if "messages" in row and row["messages"] is not None:
+    layout = detect_layout(row)
+    generated: str | None = None
+    if layout == "preference":
+        prompt, real, generated = _preference_row(row, where, "chosen", "rejected")
+    elif layout == "spin":
+        prompt, real, generated = _preference_row(row, where, "real", "generated")
+    elif layout == "chat":
         prompt, real = first_turn(row["messages"], where)
+    elif layout == "pairs":
+        response_field = next(f for f in _RESPONSE_FIELDS if f in row)
+        prompt = _string(row["prompt"], "prompt", where)
+        real = _string(row[response_field], response_field, where)
+        if _present(row, "generated"):
+            generated = _string(row["generated"], "generated", where, allow_empty=True)
     else:
-        response_field = next((f for f in _RESPONSE_FIELDS if f in row), None)
-        if "prompt" not in row or response_field is None:
-            raise DataError(
-                f"{where}: needs field 'messages' (chat) or fields 'prompt' and 'real' (pairs); "
-                f"found fields {sorted(row)}"
-            )
-        prompt, real = row["prompt"], row[response_field]
-        for field, value in (("prompt", prompt), (response_field, real)):
-            if not isinstance(value, str):
-                raise _invalid(where, field, f"must be a string, got {type(value).__name__}")
-            if not value.strip():
-                raise _invalid(where, field, "is empty")
+        raise DataError(f"{where}: {_UNKNOWN_LAYOUT}; found fields {sorted(row)}")
     record_id = prompt_id(
         f"{normalize_prompt(prompt)}\u0000{index}" if repeated_prompts else prompt
     )
-    return {"id": record_id, "prompt": prompt, "real": real, "source_index": index}
+    record: Record = {"id": record_id, "prompt": prompt, "real": real, "source_index": index}
+    if generated is not None:
+        record["generated"] = generated
+    return record
 
 
 def deduplicate(records: Iterable[Record]) -> tuple[list[Record], int]:
@@ -287,8 +467,11 @@ def _hub_rows(
             "loading %s without a pinned revision: record one for reproducibility", source
         )
     dataset = datasets.load_dataset(source, split=split, revision=revision)
-    columns = [c for c in ("messages", "prompt", "real", "response") if c in dataset.column_names]
-    if "messages" in columns:
+    fields = ("messages", "prompt", "real", "response", "generated", "chosen", "rejected")
+    columns = [c for c in fields if c in dataset.column_names]
+    if {"chosen", "rejected"} <= set(columns) or {"real", "generated"} <= set(columns):
+        columns = [c for c in columns if c != "messages"]  # a preference layout is read first
+    elif "messages" in columns:
         columns = ["messages"]  # UltraChat: prompt == messages[0].content; read one copy
     if columns:
         dataset = dataset.select_columns(columns)
@@ -320,15 +503,25 @@ class LoadedData:
     n_invalid: int
     n_duplicates: int
     duplicate_examples: list[str] = dataclasses.field(default_factory=list)
+    layouts: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Valid rows per :data:`LAYOUTS` name."""
+    without_synthetic: list[str] = dataclasses.field(default_factory=list)
+    """Where (``line 3`` / ``row 3``) each kept row without a given synthetic response is."""
+    empty_synthetic: list[str] = dataclasses.field(default_factory=list)
+    """Where each kept row whose given synthetic response is empty is."""
 
     def stats(self) -> dict[str, Any]:
-        return {
+        stats = {
             "source": self.label,
             "n_rows": self.n_rows,
             "n_invalid_skipped": self.n_invalid,
             "n_duplicate_prompts": self.n_duplicates,
             "n_unique": len(self.records),
+            "layouts": dict(self.layouts),
         }
+        if any(layout in SYNTHETIC_FIELDS for layout in self.layouts):
+            stats["n_empty_given_synthetic"] = len(self.empty_synthetic)
+        return stats
 
 
 def load_annotated(
@@ -341,7 +534,7 @@ def load_annotated(
 ) -> LoadedData:
     """Load (prompt, annotated response) records from a hub id or a local file.
 
-    Rows are validated (errors name source, row — 0-based — and field; with
+    Rows are validated (errors name source, 1-based line or row, and field; with
     ``skip_invalid=True`` invalid rows are skipped and counted), converted to records and
     deduplicated by prompt (first occurrence kept).
     """
@@ -349,6 +542,9 @@ def load_annotated(
     records: list[Record] = []
     first_seen: dict[str, str] = {}
     duplicates: list[str] = []
+    layouts: dict[str, int] = {}
+    without_synthetic: list[str] = []
+    empty_synthetic: list[str] = []
     n_rows = n_invalid = 0
     for index, (where, row) in enumerate(rows):
         n_rows += 1
@@ -360,18 +556,81 @@ def load_annotated(
             n_invalid += 1
             continue
         records.append(record)
+        layout = detect_layout(row)
+        layouts[layout] = layouts.get(layout, 0) + 1
+        place = where.removeprefix(label).strip()
         if record["id"] in first_seen:
-            duplicates.append(
-                f"{where.removeprefix(label).strip()} repeats {first_seen[record['id']]}"
-            )
-        else:
-            first_seen[record["id"]] = where.removeprefix(label).strip()
+            duplicates.append(f"{place} repeats {first_seen[record['id']]}")
+            continue
+        first_seen[record["id"]] = place
+        if "generated" not in record:
+            without_synthetic.append(place)
+        elif not record["generated"].strip():
+            empty_synthetic.append(f"{place} ({SYNTHETIC_FIELDS[layout]!r})")
     if n_rows == 0:
         raise DataError(f"{label}: no rows (the source is empty)")
     if n_invalid:
         logger.warning("%s: skipped %d invalid row(s) of %d", label, n_invalid, n_rows)
     records, n_duplicates = deduplicate(records)
-    return LoadedData(records, label, n_rows, n_invalid, n_duplicates, duplicates[:3])
+    return LoadedData(
+        records,
+        label,
+        n_rows,
+        n_invalid,
+        n_duplicates,
+        duplicates[:3],
+        layouts,
+        without_synthetic,
+        empty_synthetic,
+    )
+
+
+def _places(places: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(places[:limit])
+    return shown + (f", ... ({len(places)} in all)" if len(places) > limit else "")
+
+
+def given_synthetic(
+    source: str | os.PathLike,
+    *,
+    split: str = "train_sft",
+    revision: str | None = None,
+    skip_invalid: bool = False,
+    repeated_prompts: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """The synthetic responses a source gives (SPIN's ``generated``, TRL's ``rejected``).
+
+    Returns ``{record id: {"id", "text", "truncated": False}}``, the generation table
+    :func:`build_selfplay_records` takes as ``generated`` (ids are those of
+    :func:`load_annotated` with the same arguments, i.e. of the prompts, so a table read
+    from one file matches the records of another file holding the same prompts). Given
+    responses are taken as complete turns (they end with the end-of-turn token in
+    training). Raises :class:`DataError`, naming the source and the 1-based lines/rows,
+    when a row's layout gives no synthetic response (chat rows, pairs without
+    ``generated``) or a given synthetic response is empty. Of rows repeating a prompt, the
+    first is used (as for the annotated records).
+    """
+    loaded = load_annotated(
+        source,
+        split=split,
+        revision=revision,
+        skip_invalid=skip_invalid,
+        repeated_prompts=repeated_prompts,
+    )
+    if loaded.without_synthetic:
+        raise DataError(
+            f"{loaded.label}: {len(loaded.without_synthetic)} row(s) give no synthetic response "
+            f"({_places(loaded.without_synthetic)}); it is read from SPIN's 'generated' or "
+            "TRL's 'rejected' field"
+        )
+    if loaded.empty_synthetic:
+        raise DataError(
+            f"{loaded.label}: {len(loaded.empty_synthetic)} row(s) give an empty synthetic "
+            f"response: {_places(loaded.empty_synthetic)}; fill them in or remove those rows"
+        )
+    return {
+        r["id"]: {"id": r["id"], "text": r["generated"], "truncated": False} for r in loaded.records
+    }
 
 
 # --------------------------------------------------------------------------------------
