@@ -17,11 +17,13 @@ from iris.config import DataConfig
 from iris.data import (
     DataError,
     build_selfplay_records,
+    detect_layout,
     encode_prompts,
     end_of_turn,
     first_turn,
     format_completion,
     format_prompt,
+    given_synthetic,
     load_annotated,
     nested_subsets,
     prepare_data,
@@ -421,4 +423,251 @@ def test_too_few_unique_prompts_names_the_file_and_the_repeats(tmp_path):
         prepare_data(config)
     message = str(err.value)
     assert str(path) in message and "only 4 unique prompts" in message
-    assert "2 rows repeat an earlier prompt: line 5 repeats line 2; line 6 repeats line 3" in message
+    assert (
+        "2 rows repeat an earlier prompt: line 5 repeats line 2; line 6 repeats line 3" in message
+    )
+
+
+# ---- SPIN and TRL preference layouts ---------------------------------------------------
+
+
+def user(content):
+    return {"role": "user", "content": content}
+
+
+def assistant(content):
+    return {"role": "assistant", "content": content}
+
+
+def spin_row(i, generated=None):
+    """A row as uclaml/SPIN's generate.py writes it (and as its iteration datasets hold)."""
+    prompt = f"question {i} about w{i % 30}"
+    return {
+        "real": [user(prompt), assistant(f"answer {i}.0")],
+        "generated": [
+            user(prompt),
+            assistant(f"synthetic {i}" if generated is None else generated),
+        ],
+    }
+
+
+def trl_standard_row(i):
+    return {
+        "prompt": f"question {i} about w{i % 30}",
+        "chosen": f"answer {i}.0",
+        "rejected": f"synthetic {i}",
+    }
+
+
+def trl_conversational_row(i):
+    return {
+        "prompt": [user(f"question {i} about w{i % 30}")],
+        "chosen": [assistant(f"answer {i}.0")],
+        "rejected": [assistant(f"synthetic {i}")],
+    }
+
+
+def trl_implicit_prompt_row(i):
+    """TRL's conversational layout with the prompt implicit in chosen/rejected."""
+    prompt = f"question {i} about w{i % 30}"
+    return {
+        "chosen": [user(prompt), assistant(f"answer {i}.0")],
+        "rejected": [user(prompt), assistant(f"synthetic {i}")],
+    }
+
+
+def ultrafeedback_row(i):
+    """HuggingFaceH4/ultrafeedback_binarized: a string prompt, the prompt repeated in chosen/rejected."""
+    return {
+        "prompt": f"question {i} about w{i % 30}",
+        "messages": None,
+        **trl_implicit_prompt_row(i),
+    }
+
+
+def expected_records(n):
+    return [
+        {
+            "id": prompt_id(f"question {i} about w{i % 30}"),
+            "prompt": f"question {i} about w{i % 30}",
+            "real": f"answer {i}.0",
+            "source_index": i,
+            "generated": f"synthetic {i}",
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize(
+    "make_row",
+    [
+        spin_row,
+        trl_standard_row,
+        trl_conversational_row,
+        trl_implicit_prompt_row,
+        ultrafeedback_row,
+    ],
+)
+def test_spin_and_trl_layouts_in_jsonl_and_parquet(tmp_path, make_row):
+    rows = [make_row(i) for i in range(6)]
+    jsonl = load_annotated(write_jsonl(tmp_path / "data.jsonl", rows))
+    assert jsonl.records == expected_records(6)
+    assert detect_layout(rows[0]) in ("spin", "preference")
+    assert jsonl.stats()["layouts"] == {detect_layout(rows[0]): 6}
+    dataset = datasets.Dataset.from_list(rows)
+    dataset.to_parquet(str(tmp_path / "data.parquet"))
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    for source in ("data.parquet", "saved"):
+        assert load_annotated(tmp_path / source).records == expected_records(6), source
+
+
+def test_chat_and_pair_records_carry_no_synthetic_response(tmp_path):
+    loaded = load_annotated(write_jsonl(tmp_path / "chat.jsonl", ROWS))
+    assert all("generated" not in r for r in loaded.records)
+    assert (
+        loaded.stats()["layouts"] == {"chat": 40}
+        and "n_empty_given_synthetic" not in loaded.stats()
+    )
+    pairs = [{"prompt": "p1", "real": "r1", "generated": "g1"}, {"prompt": "p2", "real": "r2"}]
+    records = load_annotated(write_jsonl(tmp_path / "pairs.jsonl", pairs)).records
+    assert records[0]["generated"] == "g1" and "generated" not in records[1]
+
+
+def test_unknown_layout_lists_the_accepted_ones_and_names_the_file(tmp_path):
+    rows = [spin_row(0), {"question": "q", "answer": "a"}]
+    jsonl = write_jsonl(tmp_path / "odd.jsonl", rows)
+    listed = tmp_path / "odd.json"
+    listed.write_text(json.dumps(rows))
+    for path, place in ((jsonl, "line 2"), (listed, "row 2")):
+        with pytest.raises(DataError) as err:
+            load_annotated(path)
+        assert str(err.value) == (
+            f"{path} {place}: needs field 'messages' (chat) or fields 'prompt' and 'real' "
+            "(pairs), 'real' and 'generated' (SPIN) or 'prompt', 'chosen' and 'rejected' "
+            "(TRL preference); found fields ['answer', 'question']"
+        )
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "pattern"),
+    [
+        (
+            {"real": [user("x"), assistant("y")], "generated": [user("z"), assistant("w")]},
+            r"line 3: 'real' and 'generated' share no prompt",
+        ),
+        (
+            {
+                "real": [user("x"), assistant("y"), user("x2"), assistant("y2")],
+                "generated": [user("x"), assistant("y"), user("x2"), assistant("w2")],
+            },
+            r"line 3: the prompt shared by 'real' and 'generated' must be one user message "
+            r"\(iris trains on single-turn prompts\), got roles \['user', 'assistant', 'user'\]",
+        ),
+        (
+            {
+                "prompt": [{"role": "system", "content": "s"}, user("x")],
+                "chosen": [assistant("y")],
+                "rejected": [assistant("z")],
+            },
+            r"line 3: field 'prompt' must be one user message",
+        ),
+        (
+            {"real": [user("x"), assistant(" ")], "generated": [user("x"), assistant("w")]},
+            r"line 3: field 'real' assistant 'content' is empty",
+        ),
+        ({"prompt": "x", "chosen": "", "rejected": "z"}, r"line 3: field 'chosen' is empty"),
+        (
+            {"prompt": "x", "chosen": "y", "rejected": 3},
+            r"line 3: field 'rejected' must be a string",
+        ),
+        (
+            {"real": [user("x"), "y"], "generated": [user("x"), assistant("w")]},
+            r"line 3: field 'real' item 1 must be a mapping",
+        ),
+    ],
+)
+def test_spin_and_trl_schema_errors_name_file_row_and_field(tmp_path, bad_row, pattern):
+    path = write_jsonl(tmp_path / "data.jsonl", [spin_row(0), spin_row(1), bad_row, spin_row(3)])
+    with pytest.raises(DataError, match=pattern):
+        load_annotated(path)
+    assert load_annotated(path, skip_invalid=True).n_invalid == 1
+
+
+def test_given_synthetic_responses(tmp_path, tokenizer):
+    rows = [trl_conversational_row(i) for i in range(5)]
+    path = write_jsonl(tmp_path / "prefs.jsonl", rows)
+    table = given_synthetic(path)
+    records = load_annotated(path).records
+    assert table == {
+        r["id"]: {"id": r["id"], "text": f"synthetic {i}", "truncated": False}
+        for i, r in enumerate(records)
+    }
+    # The table is the generation table the self-play training rows are built from.
+    words = [
+        {"prompt": f"w{i}", "chosen": f"w{i + 10}", "rejected": f"w{i + 20} w1"} for i in range(3)
+    ]
+    path = write_jsonl(tmp_path / "words.jsonl", words)
+    rows = build_selfplay_records(load_annotated(path).records, given_synthetic(path), tokenizer)
+    assert [(r["real"], r["generated"]) for r in rows] == [
+        (f"w{i + 10} <eos>", f"w{i + 20} w1 <eos>") for i in range(3)
+    ]
+    with pytest.raises(
+        DataError, match=r"chat\.jsonl: 40 row\(s\) give no synthetic response \(line 1, line 2, "
+    ):
+        given_synthetic(write_jsonl(tmp_path / "chat.jsonl", ROWS))
+
+
+def test_empty_given_synthetic_responses_name_the_file_and_rows(tmp_path):
+    rows = [spin_row(i, generated=" " if i in (1, 4) else None) for i in range(6)]
+    rows[2]["generated"] = rows[2]["generated"][:1]  # stops before its response
+    path = write_jsonl(tmp_path / "spin.jsonl", rows)
+    loaded = load_annotated(path)  # the annotated data is usable as is
+    assert len(loaded.records) == 6 and loaded.stats()["n_empty_given_synthetic"] == 3
+    with pytest.raises(DataError) as err:
+        given_synthetic(path)
+    assert str(err.value) == (
+        f"{path}: 3 row(s) give an empty synthetic response: line 2 ('generated'), "
+        "line 3 ('generated'), line 5 ('generated'); fill them in or remove those rows"
+    )
+    prefs = [trl_standard_row(i) for i in range(3)]
+    prefs[1]["rejected"] = ""
+    datasets.Dataset.from_list(prefs).to_parquet(str(tmp_path / "prefs.parquet"))
+    with pytest.raises(
+        DataError,
+        match=r"prefs\.parquet: 1 row\(s\) give an empty synthetic response: row 2 \('rejected'\)",
+    ):
+        given_synthetic(tmp_path / "prefs.parquet")
+
+
+@pytest.mark.parametrize("make_row", [spin_row, trl_standard_row, trl_implicit_prompt_row])
+def test_selfplay_entry_point_reads_spin_and_trl_files(tmp_path, make_row):
+    """``iris selfplay``'s data stage (``prepare_data``) reads SPIN and TRL files."""
+    path = write_jsonl(tmp_path / "data.jsonl", [make_row(i) for i in range(30)])
+    split = prepare_data(DataConfig(source=str(path), n_train=20, n_heldout=5, seed=1))
+    assert len(split.train) == 20 and len(split.heldout) == 5
+    by_id = {r["id"]: r for r in expected_records(30)}
+    assert all(r == by_id[r["id"]] for r in split.train + split.heldout)
+    assert split.stats["layouts"] == {detect_layout(make_row(0)): 30}
+    # the same prompts as chat data give the same subsets
+    chat = write_jsonl(tmp_path / "chat.jsonl", [ultrachat_row(i) for i in range(30)])
+    chat_split = prepare_data(DataConfig(source=str(chat), n_train=20, n_heldout=5, seed=1))
+    assert [r["id"] for r in chat_split.train] == [r["id"] for r in split.train]
+
+
+def test_hub_preference_dataset_reads_chosen_and_rejected(monkeypatch):
+    rows = [ultrafeedback_row(i) for i in range(8)]
+    for row in rows:
+        row["messages"] = row["chosen"]
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda path, **kw: datasets.Dataset.from_list(rows)
+    )
+    loaded = load_annotated(
+        "HuggingFaceH4/ultrafeedback_binarized", split="train_prefs", revision="r"
+    )
+    assert loaded.records == expected_records(8)
+    assert (
+        given_synthetic("org/prefs", split="train_prefs", revision="r")[loaded.records[3]["id"]][
+            "text"
+        ]
+        == "synthetic 3"
+    )
