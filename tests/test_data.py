@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
+from pathlib import Path
 
 import datasets
 import pytest
@@ -671,3 +673,26 @@ def test_hub_preference_dataset_reads_chosen_and_rejected(monkeypatch):
         ]
         == "synthetic 3"
     )
+
+
+def test_readme_data_format_examples_load(tmp_path):
+    """Every example of the README's "Data formats" section loads as three records."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Data formats", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```json\n(.*?)```", section, flags=re.DOTALL)
+    assert len(blocks) == 5
+    layouts = []
+    for number, block in enumerate(blocks):
+        path = tmp_path / f"example{number}.jsonl"
+        path.write_text(block)
+        loaded = load_annotated(path)
+        assert [r["prompt"] for r in loaded.records] == [
+            "Name a prime.",
+            "Capital of Peru?",
+            "2+2?",
+        ]
+        assert [r["real"] for r in loaded.records] == ["7", "Lima", "4"]
+        layouts.append(next(iter(loaded.layouts)))
+        if "generated" in loaded.records[0]:
+            assert [g["text"] for g in given_synthetic(path).values()] == ["9", "Cusco", "5"]
+    assert layouts == ["chat", "pairs", "spin", "preference", "preference"]
