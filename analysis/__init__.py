@@ -1,7 +1,8 @@
-"""analysis: run directories → tidy records → the paper's tables and figures (no torch).
+"""analysis: run directories → one tidy pandas DataFrame → the paper's tables and figures (no torch).
 
 Modules, one concern each:
-    analysis.records        discover and load run directories into tidy :class:`Records`
+    analysis.records        discover and load run directories (and plain TRL output folders)
+                            into one tidy DataFrame, :class:`Records`
     analysis.tables         the paper's tables (Markdown, LaTeX), mean ± std over seeds
     analysis.reference      published numbers as data (``reference_numbers.yaml``, sources cited)
     analysis.concentration  ESS/n of IRIS's weights: exp(−τ²σ²) and the logged values
@@ -11,7 +12,7 @@ Modules, one concern each:
 Typical use::
 
     from analysis import load_runs, benchmark_table, training_curves
-    records = load_runs("runs/")
+    records = load_runs("runs/")  # a pandas.DataFrame: one row per run × iteration × step/evaluation × metric
     print(benchmark_table(records, "iris10").to_markdown())
     training_curves(records, "figures/")
 

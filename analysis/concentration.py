@@ -12,7 +12,6 @@ the rewards β·logratio over the step's batch (``rewards/<side>_std``) as σ.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
@@ -75,23 +74,19 @@ def measured_concentration(records: Records, side: str) -> ConcentrationPoints:
     Steps where any of the three is NaN are left out (NaN was already warned about).
     """
     _, ess_metric, std_metric = SIDES[side]
-    wanted = {"alpha", ess_metric, std_metric}
-    steps: dict[tuple[str, int, int | None], dict[str, float]] = {}
-    methods: dict[str, str] = {}
-    for r in records.filter(stage=TRAIN, metric=wanted):
-        steps.setdefault((r.run, r.iteration, r.step), {})[r.metric] = r.value
-        methods[r.run] = r.method
-    rows = [
-        (key[0], v["alpha"], v[std_metric], v[ess_metric])
-        for key, v in sorted(steps.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0))
-        if wanted <= v.keys() and all(math.isfinite(v[m]) for m in wanted)
-    ]
-    runs = np.array([row[0] for row in rows], dtype=object)
+    wanted = ["alpha", ess_metric, std_metric]
+    logged = records[(records.stage == TRAIN) & records.metric.isin(wanted)]
+    steps = logged.pivot_table(
+        index=["run", "iteration", "step"], columns="metric", values="value", aggfunc="last"
+    )
+    steps = steps.reindex(columns=wanted).dropna()  # a NaN was already warned about
+    runs = steps.index.get_level_values("run").to_numpy(dtype=object)
+    methods = {run.run: run.method for run in records.runs.values()}
     return ConcentrationPoints(
         side=side,
-        alpha=np.array([row[1] for row in rows], dtype=float),
-        sigma=np.array([row[2] for row in rows], dtype=float),
-        ess_fraction=np.array([row[3] for row in rows], dtype=float),
+        alpha=steps["alpha"].to_numpy(dtype=float),
+        sigma=steps[std_metric].to_numpy(dtype=float),
+        ess_fraction=steps[ess_metric].to_numpy(dtype=float),
         method=np.array([methods[run] for run in runs], dtype=object),
         run=runs,
     )

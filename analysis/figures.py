@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
@@ -25,15 +26,14 @@ from .concentration import SIDES, ess_fraction_theory, measured_concentration, t
 from .plotting import (
     FORMATS,
     family_color,
-    mean_std,
     method_colors,
     new_figure,
     plot_band,
     save_figure,
+    seed_bands,
     styled,
 )
-from .records import EVAL, TRAIN, TRAIN_SUMMARY, NoData, Records
-from .tables import format_n
+from .records import EVAL, TRAIN, TRAIN_SUMMARY, NoData, Records, format_n
 
 __all__ = [
     "CAPTIONS",
@@ -101,40 +101,23 @@ CAPTIONS: dict[str, str] = {
 # --------------------------------------------------------------------------------------
 
 
-def training_progress(records: Records) -> dict[tuple[str, int], float]:
+def training_progress(records: Records) -> pd.Series:
     """(run, iteration) → the number of optimisation steps S of that iteration.
 
     S is the step of the Trainer's closing row when logged, else the largest logged step.
     """
-    total: dict[tuple[str, int], float] = {}
-    closing: dict[tuple[str, int], float] = {}
-    for r in records.filter(stage={TRAIN, TRAIN_SUMMARY}):
-        if r.step is None:
-            continue
-        key = (r.run, r.iteration)
-        if r.stage == TRAIN_SUMMARY:
-            closing[key] = max(closing.get(key, 0.0), float(r.step))
-        else:
-            total[key] = max(total.get(key, 0.0), float(r.step))
-    total.update(closing)
-    return {k: v for k, v in total.items() if v > 0}
+    logged = records[records.stage.isin([TRAIN, TRAIN_SUMMARY]) & records.step.notna()]
+    last = logged.groupby(["run", "iteration", "stage"]).step.max().unstack("stage")
+    total = last.reindex(columns=[TRAIN_SUMMARY, TRAIN]).bfill(axis=1)[TRAIN_SUMMARY]
+    return total[total > 0].astype(float)
 
 
-def _curve(
-    records: Records, metric: str, steps: dict[tuple[str, int], float]
-) -> dict[str, dict[int, dict[float, list[float]]]]:
-    """method → iteration → {progress x: [value per seed]} of a training metric."""
-    curves: dict[str, dict[int, dict[float, list[float]]]] = {}
-    series = records.series_labels()
-    for r in records.filter(stage=TRAIN, metric=metric):
-        total = steps.get((r.run, r.iteration))
-        if r.step is None or not total:
-            continue
-        x = round(r.iteration + r.step / total, 6)
-        curves.setdefault(series[r.run], {}).setdefault(r.iteration, {}).setdefault(x, []).append(
-            r.value
-        )
-    return curves
+def training_points(records: Records, metrics) -> pd.DataFrame:
+    """Training rows of ``metrics`` with x = training progress t + s/S (rounded to 1e-6)."""
+    rows = records[(records.stage == TRAIN) & records.metric.isin(list(metrics))]
+    total = training_progress(records).reindex(pd.MultiIndex.from_frame(rows[["run", "iteration"]]))
+    x = rows.iteration + rows.step.astype(float) / total.to_numpy()
+    return rows.assign(x=x.round(6)).dropna(subset="x")
 
 
 def _iteration_lines(ax, iterations: Sequence[int]) -> None:
@@ -372,66 +355,47 @@ def alpha_trace(
 ) -> list[Path]:
     """The α of runs with an α schedule, against the measured gaps, per step and per iteration."""
     runs = [r for r in records.runs.values() if r.schedule is not None]
-    alpha_records = records.filter(stage=TRAIN, metric="alpha", run={r.run for r in runs})
-    if not alpha_records:
+    wanted = ["alpha", "gap/reference", "objective/variational_estimate"]
+    points = training_points(records, wanted)
+    points = points[points.run.isin([r.run for r in runs])]
+    if not (points.metric == "alpha").any():
         raise NoData(
             "no adaptive-α run found (no run with training.alpha_schedule that logged alpha)"
         )
-    steps = training_progress(records)
     fig = new_figure(7.2, 3.0)
     left, right = fig.subplots(1, 2)
     left_gap, right_gap = left.twinx(), right.twinx()
     palette = [family_color("iris-schedule", s) for s in np.linspace(1.0, 0.2, len(runs))]
     handles = []
-    iterations_seen: set[int] = set()
+    iterations_seen = sorted(set(points.iteration))
     for run, color in zip(runs, palette, strict=True):
-        series: dict[str, dict[int, dict[float, float]]] = {}
-        per_iteration_alpha: dict[int, list[float]] = {}
-        per_iteration_gap: dict[int, list[float]] = {}
-        for r in records.filter(
-            stage=TRAIN,
-            run=run.run,
-            metric={"alpha", "gap/reference", "objective/variational_estimate"},
-        ):
-            total = steps.get((r.run, r.iteration))
-            if r.step is None or not total:
-                continue
-            x = r.iteration + r.step / total
-            series.setdefault(r.metric, {}).setdefault(r.iteration, {})[x] = r.value
-            iterations_seen.add(r.iteration)
-            if r.metric == "alpha":
-                per_iteration_alpha.setdefault(r.iteration, []).append(r.value)
-            elif r.metric == "gap/reference":
-                per_iteration_gap.setdefault(r.iteration, []).append(r.value)
+        mine = points[points.run == run.run].drop_duplicates(["metric", "x"], keep="last")
         label = run.method if len(runs) == 1 else f"{run.method} ({run.run})"
-        for metric, style, axis in (
-            ("alpha", "-", left),
-            ("gap/reference", "--", left_gap),
-            ("objective/variational_estimate", ":", left_gap),
+        for metric, style, axis in zip(
+            wanted, ("-", "--", ":"), (left, left_gap, left_gap), strict=True
         ):
-            for segment in series.get(metric, {}).values():  # one per iteration
-                xs = sorted(segment)
-                axis.plot(
-                    xs,
-                    [segment[x] for x in xs],
-                    color=color,
-                    linestyle=style,
-                    marker="." if metric == "alpha" else None,
-                )
-        its = sorted(per_iteration_alpha)
-        mean_alpha = np.array([np.mean(per_iteration_alpha[t]) for t in its])
-        lo = mean_alpha - np.array([np.min(per_iteration_alpha[t]) for t in its])
-        hi = np.array([np.max(per_iteration_alpha[t]) for t in its]) - mean_alpha
-        right.errorbar(its, mean_alpha, yerr=[lo, hi], color=color, marker="o", linestyle="-")
-        gap_its = sorted(per_iteration_gap)
-        if gap_its:
+            for _, segment in mine[mine.metric == metric].groupby("iteration"):
+                segment = segment.sort_values("x")
+                marker = "." if metric == "alpha" else None
+                axis.plot(segment.x, segment.value, color=color, linestyle=style, marker=marker)
+        alpha = (
+            points[(points.run == run.run) & (points.metric == "alpha")]
+            .groupby("iteration")
+            .value.agg(["mean", "min", "max"])
+        )
+        right.errorbar(
+            alpha.index,
+            alpha["mean"],
+            yerr=[alpha["mean"] - alpha["min"], alpha["max"] - alpha["mean"]],
+            color=color,
+            marker="o",
+            linestyle="-",
+        )
+        gaps = points[(points.run == run.run) & (points.metric == "gap/reference")]
+        gap = gaps.groupby("iteration").value.agg(lambda v: v.iloc[0])  # at the iteration's start
+        if len(gap):
             right_gap.plot(
-                gap_its,
-                [per_iteration_gap[t][0] for t in gap_its],
-                color=color,
-                marker="s",
-                linestyle="--",
-                markerfacecolor="white",
+                gap.index, gap, color=color, marker="s", linestyle="--", markerfacecolor="white"
             )
         handles.append(Line2D([], [], color=color, label=label))
         schedule = run.schedule_config or {}
@@ -439,7 +403,7 @@ def alpha_trace(
             for bound in ("alpha_min", "alpha_max"):
                 if isinstance(schedule.get(bound), int | float):
                     axis.axhline(schedule[bound], color="0.6", linewidth=0.6, linestyle="-.")
-    _iteration_lines(left, sorted(t + 1 for t in iterations_seen)[:-1])
+    _iteration_lines(left, [t + 1 for t in iterations_seen][:-1])
     left.set_xlim(min(iterations_seen), max(iterations_seen) + 1)
     left.set_xlabel("training progress (iteration + fraction of its steps)")
     left.set_ylabel("α (solid)")
@@ -449,7 +413,7 @@ def alpha_trace(
     right.set_ylabel("mean α over the iteration (min–max)")
     right_gap.set_ylabel("reference gap D̂ (squares)")
     right.set_title("per iteration")
-    right.xaxis.set_major_locator(FixedLocator(sorted(iterations_seen)))
+    right.xaxis.set_major_locator(FixedLocator(iterations_seen))
     right.xaxis.set_minor_locator(NullLocator())
     for axis in (left_gap, right_gap):
         axis.grid(False)
@@ -470,6 +434,12 @@ def alpha_trace(
 # 4. Training curves
 # --------------------------------------------------------------------------------------
 
+# TRL's names of the same quantities (chosen = annotated, rejected = synthetic).
+TRL_NAMES = {
+    "logps/chosen": "logps/real",
+    "logps/rejected": "logps/generated",
+    "rewards/margins": "rewards/margin",
+}
 TRAINING_PANELS = (
     ("loss", "loss"),
     ("objective/variational_estimate", "variational estimate −L_α"),
@@ -488,26 +458,24 @@ def training_curves(
     formats: Sequence[str] = FORMATS,
 ) -> list[Path]:
     """Loss, variational estimate, log-likelihoods and reward margin over training, per method."""
-    steps = training_progress(records)
-    self_play = records.filter(loss=lambda loss: loss != "sft")
-    curves = {
-        metric: _curve(self_play if metric == "loss" else records, metric, steps)
-        for metric, _ in TRAINING_PANELS
-    }
-    if not any(curves.values()):
+    points = training_points(records, [*(m for m, _ in TRAINING_PANELS), *TRL_NAMES])
+    points = points.assign(metric=points.metric.replace(TRL_NAMES))
+    points = points[(points.metric != "loss") | (points.loss != "sft")]  # self-play losses only
+    if points.empty:
         raise NoData(
             "no run logged training metrics (" + ", ".join(m for m, _ in TRAINING_PANELS) + ")"
         )
-    methods = records.series_order({m for c in curves.values() for m in c})
+    curves = seed_bands(points, ["metric", "series", "iteration", "x"])
+    methods = records.series_order(set(points.series))
     colors = method_colors(records)  # over every series: the same colours in every figure
     fig = new_figure(7.2, 4.4)
     axes = fig.subplots(2, 3).ravel()
-    iterations = sorted({r.iteration for r in records.filter(stage=TRAIN)})
+    iterations = sorted(set(records.iteration[records.stage == TRAIN]))
     for ax, (metric, title) in zip(axes, TRAINING_PANELS, strict=False):
         ax.set_title(title)
         ax.set_xlabel("training progress (iteration)")
         _iteration_lines(ax, [t for t in iterations if t > 0])
-        if not curves[metric]:
+        if metric not in curves.index.get_level_values("metric"):
             ax.text(
                 0.5,
                 0.5,
@@ -518,18 +486,14 @@ def training_curves(
                 color="0.4",
             )
             continue
-        for method in methods:
+        panel = curves.loc[metric]
+        for method in (m for m in methods if m in panel.index.get_level_values("series")):
             # One segment per iteration: the policy restarts from θt against a new opponent.
-            for t, points in sorted(curves[metric].get(method, {}).items()):
-                x, mean, std, _ = mean_std(points)
+            for t, band in panel.loc[method].groupby(level="iteration"):
+                x = band.index.get_level_values("x")
+                label = method if t == 0 else None
                 plot_band(
-                    ax,
-                    x,
-                    mean,
-                    std,
-                    color=colors[method],
-                    label=method if t == 0 else None,
-                    marker=".",
+                    ax, x, band["mean"], band["std"], color=colors[method], label=label, marker="."
                 )
     legend_ax = axes[-1]
     legend_ax.axis("off")
@@ -552,16 +516,6 @@ TESTBED_PANELS = (
 )
 
 
-def _per_iteration(
-    records: Records, suite: str, metric: str
-) -> dict[str, dict[float, list[float]]]:
-    out: dict[str, dict[float, list[float]]] = {}
-    series = records.series_labels()
-    for r in records.filter(stage=EVAL, suite=suite, metric=metric):
-        out.setdefault(series[r.run], {}).setdefault(float(r.iteration), []).append(r.value)
-    return out
-
-
 @styled
 def testbed_distance(
     records: Records,
@@ -571,28 +525,32 @@ def testbed_distance(
     formats: Sequence[str] = FORMATS,
 ) -> list[Path]:
     """Forward KL, reverse KL and TV to the testbed target vs iteration, per method (seed bands)."""
-    panels = [(m, t, _per_iteration(records, "testbed", m)) for m, t in TESTBED_PANELS]
-    panels = [p for p in panels if p[2]]
+    evals = records[(records.stage == EVAL) & (records.suite == "testbed")]
+    bands = seed_bands(evals, ["metric", "series", "iteration"])
+    present = set(bands.index.get_level_values("metric"))
+    panels = [(metric, title) for metric, title in TESTBED_PANELS if metric in present]
     if not panels:
         raise NoData(
             "no testbed evaluation (eval/testbed.summary.json with testbed/forward_kl or total_variation)"
         )
-    methods = records.series_order({m for p in panels for m in p[2]})
+    methods = records.series_order(set(evals.series[evals.metric.isin(dict(panels))]))
     colors = method_colors(records)
     fig = new_figure(2.4 * len(panels) + 1.4, 2.6)
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
-    iterations: set[float] = set()
-    for ax, (_metric, title, data) in zip(axes, panels, strict=True):
-        for method in methods:
-            if method in data:
-                x, mean, std, _ = mean_std(data[method])
-                iterations.update(x.tolist())
-                plot_band(ax, x, mean, std, color=colors[method], label=method, marker="o")
+    iterations = sorted(set(evals.iteration[evals.metric.isin(dict(panels))].astype(float)))
+    for ax, (metric, title) in zip(axes, panels, strict=True):
+        data = bands.loc[metric]
+        for method in (m for m in methods if m in data.index):
+            band = data.loc[method]
+            x = band.index.to_numpy(dtype=float)
+            plot_band(
+                ax, x, band["mean"], band["std"], color=colors[method], label=method, marker="o"
+            )
         ax.set_title(title)
         ax.set_xlabel("self-play iteration")
         ax.set_yscale("log")  # distances span decades when a method diverges
     for ax in axes:
-        ax.xaxis.set_major_locator(FixedLocator(sorted(iterations)))
+        ax.xaxis.set_major_locator(FixedLocator(iterations))
         ax.xaxis.set_minor_locator(NullLocator())
     axes[0].set_ylabel("distance to the target")
     handles: dict[str, Line2D] = {}
@@ -618,7 +576,9 @@ DATA_EFFICIENCY_SCORES = (
 def data_efficiency_score(records: Records) -> tuple[str, str, float, str, bool]:
     """The first score of :data:`DATA_EFFICIENCY_SCORES` the records hold."""
     for score in DATA_EFFICIENCY_SCORES:
-        if records.filter(stage=EVAL, suite=score[0], metric=score[1]):
+        if (
+            (records.stage == EVAL) & (records.suite == score[0]) & (records.metric == score[1])
+        ).any():
             return score
     raise NoData(
         "no evaluation score for the data-efficiency figure (iris10, openllm_v1 or testbed)"
@@ -641,44 +601,40 @@ def data_efficiency(
     epochs) or an iteration index (the papers compare self-play after 2 iterations, t = 1).
     """
     suite, metric, scale, ylabel, higher_is_better = score or data_efficiency_score(records)
-    chosen = records.filter(stage=EVAL, suite=suite, metric=metric, n_train=lambda n: n is not None)
-    last: dict[str, int] = {}
-    for r in chosen:
-        last[r.run] = max(last.get(r.run, -1), r.iteration)
-    points: dict[str, dict[float, list[float]]] = {}
-    for r in chosen:
-        wanted = last[r.run] if iteration == "last" else iteration
-        if r.iteration == wanted:
-            points.setdefault(r.method, {}).setdefault(float(r.n_train), []).append(r.value * scale)
-    sizes = sorted({n for per in points.values() for n in per})
+    chosen = records[
+        (records.stage == EVAL)
+        & (records.suite == suite)
+        & (records.metric == metric)
+        & records.n_train.notna()
+    ]
+    last = chosen.groupby("run").iteration.transform("max")
+    chosen = chosen[chosen.iteration == (last if iteration == "last" else iteration)]
+    points = seed_bands(chosen.assign(value=chosen.value * scale), ["method", "n_train"])
+    sizes = sorted(set(points.index.get_level_values("n_train")))
     if len(sizes) < 2:
         raise NoData(
             f"the data-efficiency figure needs runs at two or more numbers of annotated samples; "
             f"{suite} {metric} is available at n = {[int(n) for n in sizes]}"
         )
-    methods = [m for m in records.methods() if m in points]
+    methods = [m for m in records.methods() if m in points.index]
     # One curve per method across n, in the colour its first series has in other figures.
-    series_colors, series = method_colors(records), records.series_labels()
-    first_series = {}
+    series_colors, first_series = method_colors(records), {}
     for label in records.series_order():
-        for run, run_label in series.items():
-            if run_label == label:
-                first_series.setdefault(records.runs[run].method, label)
+        for run in records.runs.values():
+            if run.series == label:
+                first_series.setdefault(run.method, label)
     colors = {method: series_colors[first_series[method]] for method in methods}
     fig = new_figure(4.8, 2.6)
     ax = fig.subplots()
     for method in methods:
-        x, mean, std, _ = mean_std(points[method])
-        is_sft = records.runs[next(r.run for r in chosen if r.method == method)].loss == "sft"
-        missing = [
-            format_n(int(n))
-            for n, values in sorted(points[method].items())
-            if not np.isfinite(values).all()
-        ]
+        band = points.loc[method]
+        is_sft = chosen.loss[chosen.method == method].iloc[0] == "sft"
+        missing = [format_n(int(n)) for n in band.index[band["count"] < band["size"]]]
         label = f"{method} (NaN at n={', '.join(missing)})" if missing else method
+        std = band["std"].to_numpy()
         ax.errorbar(
-            x,
-            mean,
+            band.index.to_numpy(dtype=float),
+            band["mean"],
             yerr=std if np.isfinite(std).any() else None,
             color=colors[method],
             marker="s" if is_sft else "o",

@@ -9,7 +9,6 @@ PNG with the style of ``analysis/iris.mplstyle``.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,9 +16,10 @@ from typing import Any, TypeVar
 import matplotlib
 import matplotlib.style
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
-from .records import LOSS_LABELS, Records, RunInfo
+from .records import Records, RunInfo
 
 __all__ = [
     "FORMATS",
@@ -142,23 +142,8 @@ def plot_band(
         )
 
 
-def mean_std(
-    rows: dict[float, list[float]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """x, mean, std (ddof 1; NaN for one value), count, over the finite values at each x.
-
-    Values at an x where every seed is NaN give a NaN mean (a gap in the line).
-    """
-    xs = np.array(sorted(rows), dtype=float)
-    means, stds, counts = [], [], []
-    for x in xs:
-        values = np.asarray(rows[float(x)], dtype=float)
-        finite = values[np.isfinite(values)]
-        counts.append(finite.size)
-        means.append(float(finite.mean()) if finite.size else math.nan)
-        stds.append(float(finite.std(ddof=1)) if finite.size > 1 else math.nan)
-    return xs, np.array(means), np.array(stds), np.array(counts)
-
-
-def loss_label(loss: str) -> str:
-    return LOSS_LABELS.get(loss, loss.upper())
+def seed_bands(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group of ``by``: mean, std (ddof 1; NaN for one value) and count of the finite
+    values, and size (all values). A group whose values are all NaN has a NaN mean (a gap)."""
+    finite = frame["value"].where(np.isfinite(frame["value"]))
+    return finite.groupby([frame[k] for k in by]).agg(["mean", "std", "count", "size"])

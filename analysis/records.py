@@ -1,34 +1,37 @@
-"""Run directories → tidy records: one row per (run, iteration, stage, step, metric).
+"""Run directories → one tidy :class:`pandas.DataFrame` (:class:`Records`), no torch.
 
 This module owns reading what the self-play driver writes (:mod:`iris.runs` owns the
-layout) and nothing else; tables and figures are pure functions of the :class:`Records`
-it returns. It imports neither torch nor transformers.
+layout) and nothing else; tables and figures are pure functions of the frame it returns.
 
-A run is any folder under the root holding a ``manifest.json`` with a ``config``. From
-its manifest come the run's model (``model.name_or_path``), loss (``training.loss``), the
-IRIS order (``training.alpha``, or the name of ``training.alpha_schedule``), seed
-(``seed``) and number of annotated samples (``data.n_train``); the method label is the
-loss's display name plus α or the schedule ("SPIN", "IRIS α=2", "IRIS adaptive"). From
-each ``iter_<t>/`` come:
+A run is any folder under the root holding a ``manifest.json`` with a ``config``, or a
+plain TRL/transformers output folder (``trainer_state.json``, at its top or in its last
+``checkpoint-*``; without one, tensorboard event files when ``tensorboard`` is
+importable). From a manifest come the run's model, loss, configured IRIS order (or the
+schedule, parsed by :func:`iris.schedules.make_schedule`), seed and ``data.n_train``; the
+method label is the loss's display name plus α or the schedule ("SPIN", "IRIS α=2",
+"IRIS adaptive"). A TRL folder is one iteration of loss ``"dpo"`` (it logged rewards) or
+``"trl"``. Rows come from each ``iter_<t>/``:
 
-* ``metrics.jsonl`` → stage ``"train"`` (one record per logged step and key; the
-  Trainer's closing row with ``train_runtime`` is stage ``"train_summary"``, rows of
-  ``eval_*`` keys stage ``"train_eval"``);
+* ``metrics.jsonl`` (TRL: the log history) → stage ``"train"``, one row per logged step
+  and key; the Trainer's closing row with ``train_runtime`` is ``"train_summary"``, rows
+  of ``eval_*`` keys ``"train_eval"``;
 * ``eval/<name>.summary.json`` → stage ``"eval"``, ``suite`` = the summary's ``suite``,
-  ``metric`` = each key of its ``flat`` mapping (``"gsm8k/exact_match"``,
-  ``"average"``, ``"testbed/forward_kl"``), value as written (fractions for lm-eval).
+  ``metric`` = each key of its ``flat`` mapping, value as written.
+
+Columns: ``run model method series loss alpha schedule seed n_train iteration stage
+suite step metric value``, then every config key whose value differs between the runs
+(dotted, e.g. ``training.beta``). For a notebook: ``load_runs("runs/").query("stage ==
+'eval'").pivot_table(index=["method", "iteration"], columns="metric", values="value")``.
 
 **Missing numbers are NaN, never 0.** A value written as null/NaN/non-number, a task the
-summary lists without a value, or a key that some logged steps of a file carry and
-others do not, becomes a NaN record and a :class:`MissingValueWarning` naming the file
-(``strict=True`` raises :class:`MissingValueError` instead). A truncated last line of a
-metrics file that is still being written is skipped with a warning; any other invalid
-JSON is an error naming file and line.
+summary lists without a value, or a key that some logged steps carry and others do not,
+becomes NaN and a :class:`MissingValueWarning` naming the file (``strict=True`` raises
+:class:`MissingValueError`). A truncated last line of a metrics file still being written
+is skipped with a warning; any other invalid JSON is an error naming file and line.
 
-Runs that differ in a result-affecting config key other than the seed but would get the
-same label (same model, n and method) get the differing keys appended to the label
-("SPIN [training.beta=0.5]"), so that seeds are only ever pooled over runs that differ
-in nothing else.
+Runs that would get the same label (same model, n and method) but differ in a
+result-affecting config key other than the seed get the differing keys appended
+("SPIN [training.beta=0.5]"), so seeds are only ever pooled over runs alike otherwise.
 """
 
 from __future__ import annotations
@@ -39,20 +42,22 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
-import numpy as np
+import pandas as pd
 
 from iris.runs import (
     EVAL_DIR,
     MANIFEST_NAME,
     MARKER_SUFFIX,
     METRICS_FILE,
+    config_diff,
     flatten_config,
     read_json,
 )
+from iris.schedules import ConstantSchedule, make_schedule
 
 __all__ = [
     "LOSS_LABELS",
@@ -64,12 +69,14 @@ __all__ = [
     "RunInfo",
     "SuiteInfo",
     "discover_runs",
+    "format_n",
     "load_runs",
     "method_label",
     "method_sort_key",
 ]
 
 SUMMARY_SUFFIX = ".summary.json"
+TRAINER_STATE = "trainer_state.json"
 TRAIN, TRAIN_SUMMARY, TRAIN_EVAL, EVAL = "train", "train_summary", "train_eval", "eval"
 
 # Display names of the losses, in the order tables list them.
@@ -93,8 +100,8 @@ DEFAULT_LABELS: dict[str, str] = {
     "testbed/invalid_rate": "invalid rate",
     "testbed/real_loglik": "log p_θ(annotated)",
 }
-# Folders never searched for runs: hidden ones anywhere; inside a run directory and its
-# iteration folders, the large outputs (model weights, checkpoints, data, lm-eval samples).
+# Folders never searched for runs: hidden ones anywhere; inside a run directory, the
+# large outputs (model weights, checkpoints, data, lm-eval samples).
 _HIDDEN_DIRS = (".*", "__pycache__")
 _RUN_OUTPUT_DIRS = ("model", "checkpoint-*", "data", "*.samples")
 
@@ -111,20 +118,8 @@ class NoData(LookupError):
     """The records hold nothing a table or figure needs; the message says what is missing."""
 
 
-# --------------------------------------------------------------------------------------
-# Records
-# --------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Record:
-    """One number of one run.
-
-    ``alpha`` is the configured IRIS order (NaN for a schedule or a loss without α; the
-    α actually used at each step is the ``"alpha"`` metric); ``step`` is the logged
-    optimisation step within the iteration (None for evaluations); ``suite`` the
-    evaluation suite (None for training metrics).
-    """
+class Record(NamedTuple):
+    """One row of :class:`Records` (``step`` None for evaluations, ``suite`` None for training)."""
 
     run: str
     model: str
@@ -159,6 +154,8 @@ class RunInfo:
     beta: float
     config: Mapping[str, Any]
     completed: Mapping[str, tuple[int, ...]]  # stage -> iterations with a <stage>.DONE marker
+    non_result_keys: tuple[str, ...] = ()
+    series: str = ""  # the curve it belongs to in a figure (see Records.series_labels)
 
     @property
     def group(self) -> tuple[str, int | None, str]:
@@ -178,87 +175,69 @@ class SuiteInfo:
         return self.labels.get(metric, DEFAULT_LABELS.get(metric, metric))
 
 
-def _matches(value: Any, criterion: Any) -> bool:
-    if callable(criterion):
-        return bool(criterion(value))
-    if isinstance(criterion, set | frozenset | list | tuple):
-        return value in criterion
-    return value == criterion
+_OPTIONAL = {"schedule", "seed", "n_train", "suite", "step"}
 
 
-class Records(Sequence[Record]):
-    """An immutable list of :class:`Record` plus the runs and suites they come from.
+def _optional(value: Any) -> Any:
+    """None for a missing value; Python scalars for numpy ones."""
+    if value is None or value is pd.NA or value != value:
+        return None
+    return value.item() if hasattr(value, "item") else value
 
-    >>> r = Records([])
-    >>> len(r.filter(stage="eval"))
-    0
+
+class Records(pd.DataFrame):
+    """The tidy frame of :func:`load_runs`, carrying the runs, the suites and the warnings given.
+
+    ``runs`` (run → :class:`RunInfo`), ``suites`` (name → :class:`SuiteInfo`) and
+    ``problems`` (every warning of the load) follow every row selection.
     """
 
-    def __init__(
-        self,
-        records: Iterable[Record],
-        runs: Mapping[str, RunInfo] | None = None,
-        suites: Mapping[str, SuiteInfo] | None = None,
-        problems: Sequence[str] = (),
-    ) -> None:
-        self._records = tuple(records)
-        self.runs: dict[str, RunInfo] = dict(runs or {})
-        self.suites: dict[str, SuiteInfo] = dict(suites or {})
-        self.problems: tuple[str, ...] = tuple(problems)
+    _metadata: ClassVar[list[str]] = ["runs", "suites", "problems"]
 
-    def __len__(self) -> int:
-        return len(self._records)
+    @property
+    def _constructor(self):
+        return Records
 
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return self._derive(self._records[index])
-        return self._records[index]
-
-    def __iter__(self) -> Iterator[Record]:
-        return iter(self._records)
-
-    def __repr__(self) -> str:
-        return f"Records({len(self)} records from {len(self.runs)} runs)"
-
-    def _derive(self, records: Iterable[Record]) -> Records:
-        return Records(records, self.runs, self.suites, self.problems)
-
-    def filter(self, predicate: Callable[[Record], bool] | None = None, **criteria: Any) -> Records:
-        """Records whose fields match every criterion.
+    def filter(self, predicate: Callable[[Record], bool] | None = None, **criteria: Any):  # type: ignore[override]
+        """The :class:`Record` s whose fields match every criterion.
 
         A criterion is a value (equality), a set/list/tuple (membership) or a callable
         (predicate on the field): ``filter(stage="eval", iteration={0, 1}, value=math.isfinite)``.
         """
-        fields = {f.name for f in dataclasses.fields(Record)}
-        unknown = set(criteria) - fields
+        if {"items", "like", "regex", "axis", "cond"} & set(criteria):  # pandas' own filter
+            return super().filter(predicate, **criteria)
+        unknown = set(criteria) - set(Record._fields)
         if unknown:
             raise TypeError(
-                f"unknown record field(s) {sorted(unknown)}; fields are {sorted(fields)}"
+                f"unknown record field(s) {sorted(unknown)}; fields are {Record._fields}"
             )
-        kept = (
-            r
-            for r in self._records
-            if all(_matches(getattr(r, name), c) for name, c in criteria.items())
-            and (predicate is None or predicate(r))
+        mask = pd.Series(True, index=self.index)
+        for name, c in criteria.items():
+            column = self[name]
+            if callable(c):
+                mask &= column.map(
+                    lambda v, c=c, n=name: bool(c(v if n == "value" else _optional(v)))
+                )
+            elif isinstance(c, set | frozenset | list | tuple):
+                mask &= column.isin(list(c))
+            else:
+                mask &= column.isna() if c is None else column.eq(c).fillna(False).astype(bool)
+        rows = (
+            Record(
+                *(
+                    _optional(v) if f in _OPTIONAL else v
+                    for f, v in zip(Record._fields, row, strict=True)
+                )
+            )
+            for row in self.loc[mask, list(Record._fields)].itertuples(index=False)
         )
-        return self._derive(kept)
-
-    def unique(self, field: str) -> list[Any]:
-        """Distinct values of a field, in first-seen order."""
-        seen: dict[Any, None] = {}
-        for record in self._records:
-            seen.setdefault(getattr(record, field), None)
-        return list(seen)
-
-    def values(self) -> np.ndarray:
-        return np.array([r.value for r in self._records], dtype=float)
+        return tuple(r for r in rows if predicate is None or predicate(r))
 
     def methods(self) -> list[str]:
         """Method labels present, in the canonical order (SFT, SPIN, …, IRIS by α)."""
-        labels = {r.method for r in self._records}
-        infos = {run.method: run for run in self.runs.values() if run.method in labels}
+        infos = {run.method: run for run in self.runs.values()}
         return sorted(
-            labels,
+            set(self["method"]),
             key=lambda label: method_sort_key(infos[label]) if label in infos else (99, label),
         )
 
@@ -269,62 +248,38 @@ class Records(Sequence[Record]):
         differ in it, plus the model when the runs use several models: so a figure never
         pools runs that a table would keep apart.
         """
-        models = {run.model for run in self.runs.values()}
-        sizes: dict[tuple[str, str], set] = {}
-        for run in self.runs.values():
-            sizes.setdefault((run.model, run.method), set()).add(run.n_train)
-        labels = {}
-        for run in self.runs.values():
-            label = run.method
-            if len(sizes[(run.model, run.method)]) > 1:
-                n = run.n_train
-                label += f" (n={n // 1000}k)" if n and n >= 1000 and n % 1000 == 0 else f" (n={n})"
-            if len(models) > 1:
-                label += f" · {run.model.rstrip('/').rsplit('/', 1)[-1]}"
-            labels[run.run] = label
-        return labels
+        return {run.run: run.series for run in self.runs.values()}
 
     def series_order(self, labels: Iterable[str] | None = None) -> list[str]:
         """Series labels in the canonical method order (then model, then n)."""
-        series = self.series_labels()
-        representative: dict[str, RunInfo] = {}
-        for run, label in series.items():
-            representative.setdefault(label, self.runs[run])
-        wanted = set(series.values()) if labels is None else set(labels)
+        first = {}
+        for run in self.runs.values():
+            first.setdefault(run.series, run)
+        wanted = set(first) if labels is None else set(labels)
 
         def key(label: str) -> tuple:
-            run = representative.get(label)
+            run = first.get(label)
             if run is None:
                 return ((99, label), "", 0)
             return (method_sort_key(run), run.model, run.n_train or 0)
 
         return sorted(wanted, key=key)
 
-    def to_rows(self) -> list[dict[str, Any]]:
-        return [dataclasses.asdict(r) for r in self._records]
-
-    def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write every record as CSV (NaN written as ``nan``)."""
-        import csv
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        names = [f.name for f in dataclasses.fields(Record)]
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(names)
-            for record in self._records:
-                writer.writerow(["" if v is None else v for v in dataclasses.astuple(record)])
-        return path
-
 
 # --------------------------------------------------------------------------------------
-# Method labels
+# Labels
 # --------------------------------------------------------------------------------------
 
 
-def _fmt_number(value: float) -> str:
-    return f"{value:g}"
+def format_n(n: int | None) -> str:
+    """Annotated-sample counts as papers write them: 50000 → "50k".
+
+    >>> format_n(26000), format_n(1500), format_n(None)
+    ('26k', '1500', '—')
+    """
+    if n is None:
+        return "—"
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
 
 
 def method_label(loss: str, alpha: float = math.nan, schedule: str | None = None) -> str:
@@ -336,9 +291,7 @@ def method_label(loss: str, alpha: float = math.nan, schedule: str | None = None
     name = LOSS_LABELS.get(loss, loss.upper())
     if schedule:
         return f"{name} {schedule}"
-    if not math.isnan(alpha):
-        return f"{name} α={_fmt_number(alpha)}"
-    return name
+    return name if math.isnan(alpha) else f"{name} α={alpha:g}"
 
 
 def method_sort_key(run: RunInfo) -> tuple:
@@ -350,25 +303,19 @@ def method_sort_key(run: RunInfo) -> tuple:
 
 
 def _schedule(training: Mapping[str, Any]) -> tuple[float, str | None, Mapping[str, Any] | None]:
-    """(configured α, schedule name, schedule config) of a training config."""
+    """(configured α, schedule name, schedule config) of a training config.
+
+    The schedule is parsed by :func:`iris.schedules.make_schedule` (a constant one is an
+    α); its config has every parameter, defaults included.
+    """
     raw = training.get("alpha_schedule")
-    if isinstance(raw, str) and raw.lstrip().startswith("{"):
-        raw = json.loads(raw)
-    if isinstance(raw, str):
-        raw = {"name": raw}
-    alpha = training.get("alpha")
-    if isinstance(raw, Mapping):
-        name = str(raw.get("name", "schedule"))
-        if name == "constant":
-            return float(raw.get("alpha", 1.0)), None, raw
-        return math.nan, name, raw
-    if alpha is not None:
-        return float(alpha), None, None
-    return math.nan, None, None
-
-
-def _is_pooled(key: str, patterns: Iterable[str]) -> bool:
-    return any(key == p or key.startswith(p + ".") or fnmatch.fnmatchcase(key, p) for p in patterns)
+    if raw is None:
+        alpha = training.get("alpha")
+        return (math.nan if alpha is None else float(alpha)), None, None
+    schedule = make_schedule(raw)
+    if isinstance(schedule, ConstantSchedule):
+        return schedule.alpha_value, None, schedule.config()
+    return math.nan, schedule.name, schedule.config()
 
 
 # --------------------------------------------------------------------------------------
@@ -376,11 +323,46 @@ def _is_pooled(key: str, patterns: Iterable[str]) -> bool:
 # --------------------------------------------------------------------------------------
 
 
-def discover_runs(root: str | os.PathLike) -> list[Path]:
-    """Every folder under ``root`` (itself included) holding a ``manifest.json``, sorted.
+def _trainer_state(folder: Path) -> Path | None:
+    """A TRL/transformers output folder's ``trainer_state.json`` (top, else last checkpoint)."""
+    if (folder / TRAINER_STATE).is_file():
+        return folder / TRAINER_STATE
+    checkpoints = [
+        p for p in folder.glob(f"checkpoint-*/{TRAINER_STATE}") if p.parent.name[11:].isdigit()
+    ]
+    return max(checkpoints, key=lambda p: int(p.parent.name[11:]), default=None)
 
-    Hidden folders, and the model, checkpoint, data and sample folders of a run and of its
-    iterations, are not searched.
+
+def _event_files(folder: Path) -> list[Path]:
+    """Tensorboard event files of an output folder, when ``tensorboard`` can read them."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return []
+    return sorted(folder.glob("**/events.out.tfevents.*"))
+
+
+def _event_rows(files: list[Path]) -> list[dict[str, Any]]:
+    """Log rows (``{"step": s, key: value}``) of tensorboard event files (``train/`` stripped)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rows: dict[int, dict[str, Any]] = {}
+    for path in files:
+        events = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        events.Reload()
+        for tag in events.Tags().get("scalars", []):
+            for event in events.Scalars(tag):
+                row = rows.setdefault(event.step, {"step": event.step})
+                row[tag.removeprefix("train/")] = event.value
+    return [rows[step] for step in sorted(rows)]
+
+
+def discover_runs(root: str | os.PathLike) -> list[Path]:
+    """Every folder under ``root`` (itself included) holding a run, sorted.
+
+    A run holds a ``manifest.json``, or is a TRL output folder (not inside another run).
+    Hidden folders, and the model, checkpoint, data and sample folders inside a run, are
+    not searched.
     """
     root = Path(root)
     if not root.is_dir():
@@ -388,13 +370,11 @@ def discover_runs(root: str | os.PathLike) -> list[Path]:
     found: list[Path] = []
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
-        in_run = MANIFEST_NAME in files or (
-            here.name.startswith("iter_") and (here.parent / MANIFEST_NAME).is_file()
-        )
-        pruned = _HIDDEN_DIRS + (_RUN_OUTPUT_DIRS if in_run else ())
+        inside = any(here.is_relative_to(run) for run in found)
+        if MANIFEST_NAME in files or (not inside and (_trainer_state(here) or _event_files(here))):
+            found.append(here)
+        pruned = _HIDDEN_DIRS + (_RUN_OUTPUT_DIRS if inside or found[-1:] == [here] else ())
         dirs[:] = sorted(d for d in dirs if not any(fnmatch.fnmatchcase(d, p) for p in pruned))
-        if MANIFEST_NAME in files:
-            found.append(Path(folder))
     return sorted(found)
 
 
@@ -402,16 +382,16 @@ def _number(value: Any) -> float | None:
     """A float (NaN for null / NaN / non-number text); None for a non-scalar (list, dict, bool)."""
     if value is None:
         return math.nan
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    if isinstance(value, int | float):
+    try:
         return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return math.nan
-    return None
+    except ValueError:
+        return math.nan
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class _Loader:
@@ -439,125 +419,134 @@ class _Loader:
             self.problems.append(message)
             self.warnings.append((message, category))
 
-    # ---- manifest ----------------------------------------------------------------------
-
     def run_info(self, path: Path) -> RunInfo | None:
+        relative = path.relative_to(self.root).as_posix() if path != self.root else path.name
+        if not (path / MANIFEST_NAME).is_file():
+            return self.trl_info(path, relative)
         manifest = read_json(path / MANIFEST_NAME)
         config = manifest.get("config") if isinstance(manifest, Mapping) else None
         if not isinstance(config, Mapping):
             self.note(f"{path / MANIFEST_NAME}: no 'config' mapping; not a run manifest, skipped")
             return None
-        relative = path.relative_to(self.root).as_posix() if path != self.root else path.name
         model_cfg = config.get("model") or {}
         model = model_cfg.get("name_or_path") if isinstance(model_cfg, Mapping) else None
         if not model:
             self.note(f"{path / MANIFEST_NAME}: config.model.name_or_path is missing")
-            model = "unknown"
         training = config.get("training") or {}
         loss = str(training.get("loss", "iris")).lower()
-        alpha, schedule, schedule_config = _schedule(training)
+        try:
+            alpha, schedule, schedule_config = _schedule(training)
+        except ValueError as err:
+            self.note(f"{path / MANIFEST_NAME}: training.alpha_schedule: {err}")
+            alpha, schedule, schedule_config = math.nan, "schedule", None
         if loss == "iris" and math.isnan(alpha) and schedule is None:
             alpha = 1.0  # the trainer's default order
         data = config.get("data") or {}
-        n_train = data.get("n_train") if isinstance(data, Mapping) else None
-        seed = config.get("seed")
         beta = _number(training.get("beta"))
         completed: dict[str, list[int]] = {}
         for marker in path.glob(f"iter_*/*{MARKER_SUFFIX}"):
-            suffix = marker.parent.name.removeprefix("iter_")
-            if suffix.isdigit():
+            if marker.parent.name[5:].isdigit():
                 stage = marker.name.removesuffix(MARKER_SUFFIX)
-                completed.setdefault(stage, []).append(int(suffix))
+                completed.setdefault(stage, []).append(int(marker.parent.name[5:]))
         return RunInfo(
             run=relative,
             path=path,
-            model=str(model),
+            model=str(model or "unknown"),
             loss=loss,
             method=method_label(loss, alpha, schedule),
             alpha=alpha,
             schedule=schedule,
             schedule_config=schedule_config,
-            seed=int(seed)
-            if isinstance(seed, int | float) and not isinstance(seed, bool)
-            else None,
-            n_train=int(n_train)
-            if isinstance(n_train, int | float) and not isinstance(n_train, bool)
-            else None,
+            seed=_int(config.get("seed")),
+            n_train=_int(data.get("n_train")) if isinstance(data, Mapping) else None,
             beta=math.nan if beta is None else beta,
             config=config,
             completed={k: tuple(sorted(v)) for k, v in completed.items()},
+            non_result_keys=tuple(manifest.get("non_result_keys") or ()),
         )
 
-    # ---- per-iteration files ----------------------------------------------------------
+    def trl_info(self, path: Path, relative: str) -> RunInfo:
+        """A plain TRL output folder: one iteration; the model named by its saved config."""
+        state = _trainer_state(path)
+        configs = [path / "config.json", *([state.parent / "config.json"] if state else [])]
+        model = next(
+            (read_json(c).get("_name_or_path") for c in configs if c.is_file()), None
+        ) or str(relative)
+        rows = self.log_history(path)
+        loss = "dpo" if any("rewards/chosen" in row for row in rows) else "trl"
+        return RunInfo(
+            run=relative,
+            path=path,
+            model=model,
+            loss=loss,
+            method=method_label(loss),
+            alpha=math.nan,
+            schedule=None,
+            schedule_config=None,
+            seed=None,
+            n_train=None,
+            beta=math.nan,
+            config={},
+            completed={"train": (0,)} if state else {},
+        )
 
-    def metrics(self, path: Path) -> list[tuple[str, int | None, str, float]]:
-        """(stage, step, metric, value) of a metrics.jsonl; NaN-fills keys absent from some steps."""
-        lines = path.read_text(encoding="utf-8").splitlines()
-        rows: list[dict[str, Any]] = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                if number == len(lines):
+    def log_history(self, path: Path) -> list[dict[str, Any]]:
+        state = _trainer_state(path)
+        if state is not None:
+            return list(read_json(state).get("log_history") or [])
+        return _event_rows(_event_files(path))
+
+    def metrics(self, path: Path, rows: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+        """(stage, step, metric, value) rows of a metrics.jsonl (or of given log rows).
+
+        Keys absent from some logged training steps are NaN at those steps.
+        """
+        if rows is None:
+            rows = []
+            lines = path.read_text(encoding="utf-8").splitlines()
+            for number, line in enumerate(lines, start=1):
+                try:
+                    row = json.loads(line) if line.strip() else {}
+                except json.JSONDecodeError as err:
+                    if number < len(lines):
+                        raise ValueError(f"{path} line {number}: invalid JSON: {err}") from err
                     self.note(
                         f"{path} line {number}: truncated last line skipped (still being written?)"
                     )
                     continue
-                raise ValueError(f"{path} line {number}: invalid JSON: {err}") from err
-            if not isinstance(row, dict):
-                raise ValueError(f"{path} line {number}: expected a JSON object")
-            rows.append(row)
-        out: list[tuple[str, int | None, str, float]] = []
-        staged = []
-        for row in rows:
-            if "train_runtime" in row:
-                stage = TRAIN_SUMMARY
-            elif any(str(k).startswith("eval_") for k in row):
-                stage = TRAIN_EVAL
-            else:
-                stage = TRAIN
-            staged.append((stage, row))
-        train_keys: dict[str, None] = {}
-        for stage, row in staged:
-            if stage == TRAIN:
-                for key in row:
-                    if key != "step" and _number(row[key]) is not None:
-                        train_keys.setdefault(key, None)
-        absent: dict[str, int] = {}
-        nan_valued: dict[str, int] = {}
-        n_train_rows = 0
-        for stage, row in staged:
-            step = row.get("step")
-            step = (
-                int(step) if isinstance(step, int | float) and not isinstance(step, bool) else None
-            )
-            if stage == TRAIN:
-                n_train_rows += 1
-                for key in train_keys:
-                    if key not in row:
-                        absent[key] = absent.get(key, 0) + 1
-                        out.append((stage, step, key, math.nan))
-            for key, raw in row.items():
-                if key == "step":
-                    continue
-                value = _number(raw)
-                if value is None:
-                    continue  # non-scalar entries are not metrics
-                if math.isnan(value) and stage == TRAIN:
-                    nan_valued[key] = nan_valued.get(key, 0) + 1
-                out.append((stage, step, key, value))
-        if absent:
-            listed = ", ".join(f"{k} ({n} of {n_train_rows} steps)" for k, n in absent.items())
-            self.missing(f"{path}: missing at some logged steps, read as NaN: {listed}")
-        if nan_valued:
-            listed = ", ".join(f"{k} ({n} of {n_train_rows} steps)" for k, n in nan_valued.items())
-            self.missing(f"{path}: NaN or null at some logged steps: {listed}")
-        return out
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path} line {number}: expected a JSON object")
+                rows += [row] if row else []
+        parts = []
+        for stage in (TRAIN, TRAIN_SUMMARY, TRAIN_EVAL):
+            chosen = [r for r in rows if _stage(r) == stage]
+            steps = [_int(r.get("step")) for r in chosen]
+            values = [
+                {k: x for k, v in r.items() if k != "step" and (x := _number(v)) is not None}
+                for r in chosen
+            ]
+            if stage != TRAIN:  # only the keys each row holds
+                long = [
+                    (s, k, v) for s, row in zip(steps, values, strict=True) for k, v in row.items()
+                ]
+                parts.append(pd.DataFrame(long, columns=["step", "metric", "value"]))
+                parts[-1]["stage"] = stage
+                continue
+            wide = pd.DataFrame(values, index=pd.Index(steps, name="step"))  # absent keys: NaN
+            absent = pd.DataFrame([dict.fromkeys(v, 0) for v in values]).isna().sum()
+            for label, counts in (
+                ("missing at some logged steps, read as NaN", absent),
+                ("NaN or null at some logged steps", wide.isna().sum().values - absent),
+            ):
+                listed = [f"{k} ({n} of {len(wide)} steps)" for k, n in counts.items() if n]
+                if listed:
+                    self.missing(f"{path}: {label}: {', '.join(listed)}")
+            long = wide.reset_index().melt(id_vars="step", var_name="metric")
+            parts.append(long.assign(stage=stage))
+        return pd.concat(parts, ignore_index=True)
 
-    def summary(self, path: Path) -> tuple[str, list[tuple[str, float]]]:
-        """(suite, [(flat key, value)]) of one ``<name>.summary.json``."""
+    def summary(self, path: Path) -> pd.DataFrame:
+        """(suite, metric, value) rows of one ``<name>.summary.json``."""
         summary = read_json(path)
         if not isinstance(summary, Mapping):
             raise ValueError(f"{path}: a summary must be a JSON object")
@@ -569,148 +558,133 @@ class _Loader:
         tasks = summary.get("tasks") if isinstance(summary.get("tasks"), Mapping) else {}
         keys: dict[str, None] = {}
         for task, entry in tasks.items():
-            if not isinstance(entry, Mapping) or "metric" not in entry:
-                continue
-            key = f"{task}/{entry['metric']}"
-            keys.setdefault(key, None)
-            if entry.get("label"):
-                info.labels.setdefault(key, str(entry["label"]))
-        for key in flat:
-            keys.setdefault(str(key), None)
+            if isinstance(entry, Mapping) and "metric" in entry:
+                keys.setdefault(f"{task}/{entry['metric']}", None)
+                if entry.get("label"):
+                    info.labels.setdefault(f"{task}/{entry['metric']}", str(entry["label"]))
+        keys.update(dict.fromkeys(map(str, flat)))
         if "average" in keys:  # the average goes last
-            keys.pop("average")
+            del keys["average"]
             keys["average"] = None
-        values: list[tuple[str, float]] = []
-        missing: list[str] = []
         # A suite of distances (the testbed) has no benchmark average: it writes NaN there
         # by design, and a sampled (not exact) testbed evaluation only estimates the forward
-        # KL; those NaNs are kept as NaN records but are not reported as missing.
-        by_design = set()
-        if not tasks:
-            by_design.add("average")
+        # KL; those NaNs are kept as NaN rows but are not reported as missing.
+        by_design = set() if tasks else {"average"}
         if summary.get("exact") is False:
             by_design |= {k for k in keys if not k.startswith("testbed/forward_kl")}
+        values, missing = {}, []
         for key in keys:
             value = _number(flat.get(key))
-            if value is None:
-                value = math.nan
+            value = math.nan if value is None else value
             if math.isnan(value) and key not in by_design:
                 missing.append(key if key in flat else f"{key} (absent)")
-            if key == "average" and "average" in by_design and math.isnan(value):
-                continue  # no average at all rather than a NaN one
-            values.append((key, value))
-            if key not in info.metrics:
-                info.metrics.append(key)
+            if not (key == "average" and "average" in by_design and math.isnan(value)):
+                values[key] = value  # (no average at all rather than a NaN one)
+                if key not in info.metrics:
+                    info.metrics.append(key)
         if missing:
             self.missing(f"{path}: missing values, read as NaN: {', '.join(missing)}")
-        return suite, values
-
-    def run_records(self, run: RunInfo) -> list[Record]:
-        records: list[Record] = []
-        base = dict(
-            run=run.run,
-            model=run.model,
-            method=run.method,
-            loss=run.loss,
-            alpha=run.alpha,
-            schedule=run.schedule,
-            seed=run.seed,
-            n_train=run.n_train,
+        return pd.DataFrame(
+            {"suite": suite, "metric": list(values), "value": list(values.values())}
         )
+
+    def run_rows(self, run: RunInfo) -> pd.DataFrame:
+        if not (run.path / MANIFEST_NAME).is_file():  # a TRL output folder: one iteration
+            parts = [self.metrics(run.path, self.log_history(run.path)).assign(iteration=0)]
+            return pd.concat(parts, ignore_index=True)
+        parts = []
         iterations = sorted(
-            int(p.name.removeprefix("iter_"))
-            for p in run.path.glob("iter_*")
-            if p.is_dir() and p.name.removeprefix("iter_").isdigit()
+            int(p.name[5:]) for p in run.path.glob("iter_*") if p.is_dir() and p.name[5:].isdigit()
         )
         trained = set(run.completed.get("train", ()))
         for t in iterations:
             folder = run.path / f"iter_{t}"
-            metrics = folder / METRICS_FILE
-            if metrics.is_file():
+            if (folder / METRICS_FILE).is_file():
                 if t not in trained:
                     self.note(f"{folder}: no train{MARKER_SUFFIX} marker; its metrics are partial")
-                for stage, step, metric, value in self.metrics(metrics):
-                    records.append(
-                        Record(
-                            **base,
-                            iteration=t,
-                            stage=stage,
-                            suite=None,
-                            step=step,
-                            metric=metric,
-                            value=value,
-                        )
-                    )
+                parts.append(self.metrics(folder / METRICS_FILE).assign(iteration=t))
             elif t in trained:
                 self.note(f"{folder}: train is marked done but {METRICS_FILE} is missing")
             for summary in sorted((folder / EVAL_DIR).glob(f"*{SUMMARY_SUFFIX}")):
-                suite, values = self.summary(summary)
-                for metric, value in values:
-                    records.append(
-                        Record(
-                            **base,
-                            iteration=t,
-                            stage=EVAL,
-                            suite=suite,
-                            step=None,
-                            metric=metric,
-                            value=value,
-                        )
-                    )
-        return records
+                parts.append(self.summary(summary).assign(iteration=t, stage=EVAL))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def _disambiguate(runs: list[RunInfo], manifests_ignore: Mapping[str, list[str]]) -> list[RunInfo]:
-    """Append the differing config keys to labels shared by runs that differ beyond the seed."""
-    signatures: dict[str, dict[str, Any]] = {}
-    for run in runs:
-        ignore = [*POOLED_KEYS, *manifests_ignore.get(run.run, [])]
-        flat = flatten_config(run.config)
-        signatures[run.run] = {
-            k: json.dumps(v, sort_keys=True) for k, v in flat.items() if not _is_pooled(k, ignore)
-        }
+def _stage(row: Mapping[str, Any]) -> str:
+    if "train_runtime" in row:
+        return TRAIN_SUMMARY
+    return TRAIN_EVAL if any(str(k).startswith("eval_") for k in row) else TRAIN
+
+
+def _differing(runs: list[RunInfo], pooled: Iterable[str] = ()) -> list[str]:
+    """Config keys (dotted) whose values differ between any of the runs, ignoring ``pooled``
+    and every run's ``non_result_keys`` (:func:`iris.runs.config_diff`'s rules)."""
+    ignore = {*pooled, *(k for run in runs for k in run.non_result_keys)}
+    keys = {k for run in runs[1:] for k in config_diff(runs[0].config, run.config, ignore=ignore)}
+    return sorted(keys)
+
+
+def _disambiguate(runs: list[RunInfo]) -> list[RunInfo]:
+    """Append the differing config keys to labels shared by runs that differ beyond the seed;
+    then give each run its series label (the method, plus n and the model where they vary)."""
     groups: dict[tuple, list[RunInfo]] = {}
     for run in runs:
         groups.setdefault(run.group, []).append(run)
     renamed: dict[str, str] = {}
     for members in groups.values():
-        distinct = {json.dumps(signatures[r.run], sort_keys=True) for r in members}
-        if len(distinct) < 2:
-            continue
-        keys = sorted({k for r in members for k in signatures[r.run]})
-        differing = [
-            k for k in keys if len({signatures[r.run].get(k, "<unset>") for r in members}) > 1
-        ]
-        for r in members:
-            parts = [
-                f"{k}={json.loads(signatures[r.run][k]) if k in signatures[r.run] else '<unset>'}"
-                for k in differing
-            ]
+        differing = _differing(members, POOLED_KEYS)
+        for r in members if differing else ():
+            flat = flatten_config(r.config)
+            parts = [f"{k}={flat.get(k, '<unset>')}" for k in differing]
             renamed[r.run] = f"{r.method} [{', '.join(parts)}]"
-    return [dataclasses.replace(r, method=renamed.get(r.run, r.method)) for r in runs]
+    runs = [dataclasses.replace(r, method=renamed.get(r.run, r.method)) for r in runs]
+    models = {run.model for run in runs}
+    sizes: dict[tuple[str, str], set] = {}
+    for run in runs:
+        sizes.setdefault((run.model, run.method), set()).add(run.n_train)
+    series = {}
+    for run in runs:
+        label = run.method
+        if len(sizes[(run.model, run.method)]) > 1:
+            label += f" (n={format_n(run.n_train)})"
+        if len(models) > 1:
+            label += f" · {run.model.rstrip('/').rsplit('/', 1)[-1]}"
+        series[run.run] = label
+    return [dataclasses.replace(r, series=series[r.run]) for r in runs]
+
+
+def _config_value(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, list | dict) else value
 
 
 def load_runs(root: str | os.PathLike, *, strict: bool = False) -> Records:
-    """Load every run under ``root`` into :class:`Records`.
+    """Every run under ``root`` as one tidy :class:`Records` frame (module docstring).
 
-    Missing numbers become NaN records and :class:`MissingValueWarning` s (``strict=True``:
+    Missing numbers are NaN rows and :class:`MissingValueWarning` s (``strict=True``:
     :class:`MissingValueError`); ``Records.problems`` lists every warning given.
     """
-    root = Path(root)
-    loader = _Loader(root, strict)
-    infos: list[RunInfo] = []
-    ignore: dict[str, list[str]] = {}
-    for path in discover_runs(root):
-        info = loader.run_info(path)
-        if info is None:
-            continue
-        infos.append(info)
-        manifest = read_json(path / MANIFEST_NAME)
-        ignore[info.run] = list(manifest.get("non_result_keys") or [])
-    infos = _disambiguate(infos, ignore)
-    records: list[Record] = []
+    loader = _Loader(Path(root), strict)
+    infos = [i for path in discover_runs(root) if (i := loader.run_info(path)) is not None]
+    infos = _disambiguate(infos)
+    columns = list(Record._fields)
+    config_keys = [k for k in _differing(infos) if k not in columns] if len(infos) > 1 else []
+    frames = []
     for info in infos:
-        records.extend(loader.run_records(info))
+        rows = loader.run_rows(info)
+        flat = flatten_config(info.config)
+        fields = {f: getattr(info, f) for f in columns[:8]}
+        fields |= {k: _config_value(flat.get(k)) for k in config_keys}
+        frames.append(rows.assign(**fields).assign(series=info.series))
     for message, category in loader.warnings:
         warnings.warn(message, category, stacklevel=2)
-    return Records(records, {i.run: i for i in infos}, loader.suites, loader.problems)
+    frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if frames else None
+    if frame is None or frame.empty:
+        frame = pd.DataFrame(columns=[*columns, "series", *config_keys])
+    if "suite" not in frame:
+        frame["suite"] = None
+    frame = frame.astype({"seed": "Int64", "n_train": "Int64", "step": "Int64", "value": float})
+    records = Records(frame[[*columns[:3], "series", *columns[3:], *config_keys]])
+    records.runs = {i.run: i for i in infos}
+    records.suites = loader.suites
+    records.problems = tuple(loader.problems)
+    return records

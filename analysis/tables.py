@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from .records import EVAL, MissingValueWarning, NoData, Records, RunInfo, method_sort_key
+from .records import EVAL, MissingValueWarning, NoData, Records, RunInfo, format_n, method_sort_key
 from .reference import FINAL, Reference, load_reference
 
 __all__ = [
@@ -69,17 +70,6 @@ def seed_stat(values: Sequence[float], *, scale: float = 1.0) -> Stat:
     mean = float(np.mean(array))
     std = float(np.std(array, ddof=1)) if array.size > 1 else math.nan
     return Stat(mean, std, int(array.size))
-
-
-def format_n(n: int | None) -> str:
-    """Annotated-sample counts as papers write them: 50000 → "50k".
-
-    >>> format_n(26000), format_n(1500), format_n(None)
-    ('26k', '1500', '—')
-    """
-    if n is None:
-        return NO_RUN
-    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
 
 
 def _short_model(model: str) -> str:
@@ -212,23 +202,63 @@ def _default_scale(suite: str) -> float:
     return 1.0 if suite == "testbed" else 100.0
 
 
-def _groups(records: Records, runs: Sequence[str]) -> dict[tuple, list[RunInfo]]:
+def _groups(records: Records, runs) -> dict[tuple, list[RunInfo]]:
     """(model, n_train, method) → runs, in table order."""
     groups: dict[tuple, list[RunInfo]] = {}
-    for run in runs:
-        info = records.runs[run]
-        groups.setdefault(info.group, []).append(info)
+    for run in sorted(runs):
+        groups.setdefault(records.runs[run].group, []).append(records.runs[run])
     return dict(
         sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, method_sort_key(kv[1][0])))
     )
 
 
-def _eval_values(records: Records, suite: str) -> dict[tuple[str, int], dict[str, float]]:
-    """(run, iteration) → {metric: value} of one suite."""
-    table: dict[tuple[str, int], dict[str, float]] = {}
-    for r in records.filter(stage=EVAL, suite=suite):
-        table.setdefault((r.run, r.iteration), {})[r.metric] = r.value
-    return table
+def _mean(values: pd.Series) -> float:
+    return values.mean(skipna=False)
+
+
+def _std(values: pd.Series) -> float:
+    return values.std(ddof=1, skipna=False)
+
+
+def _seed_stats(
+    records: Records, suite: str, metrics: Sequence[str], scale: float
+) -> tuple[pd.DataFrame, dict[tuple, list[RunInfo]]]:
+    """Mean, sample std and count over seeds of each metric per (group, iteration), and the groups.
+
+    The iterations of a group are those any of its runs evaluated; a seed without that
+    evaluation, or whose summary lacks a metric, counts as NaN (with a warning).
+    """
+    evals = records[(records.stage == EVAL) & (records.suite == suite)]
+    if evals.empty:
+        raise NoData(f"no evaluation summaries of suite {suite!r} found")
+    values = evals.drop_duplicates(["run", "iteration", "metric"])
+    values = values.set_index(["run", "iteration", "metric"])["value"]
+    groups = _groups(records, set(evals.run))
+    evaluated = set(values.index.droplevel("metric"))
+    index = []
+    for key, members in groups.items():
+        for t in sorted(set(evals.iteration[evals.run.isin([m.run for m in members])])):
+            index += [(key, m.run, t) for m in members]
+    for _, run, t in index:
+        if (run, t) not in evaluated:
+            _warn(f"{run}: no {suite} evaluation at iteration {t}; its cells are NaN")
+            continue
+        for metric in metrics:
+            if (run, t, metric) not in values.index:
+                _warn(f"{run} iteration {t}: {suite} summary lacks {metric}; read as NaN")
+    wide = values.unstack("metric").reindex(columns=list(metrics))
+    grid = wide.reindex(pd.MultiIndex.from_tuples([i[1:] for i in index])) * scale
+    grid["group"] = [i[0] for i in index]
+    grid["iteration"] = [i[2] for i in index]
+    stats = grid.groupby(["group", "iteration"], sort=False)[list(metrics)].agg(
+        [_mean, _std, "size"]
+    )
+    return stats, groups
+
+
+def _stat(stats: pd.DataFrame, key: tuple, metric: str) -> Stat:
+    mean, std, n = stats.loc[key, metric]
+    return Stat(float(mean), float(std), int(n))
 
 
 def benchmark_table(
@@ -250,18 +280,14 @@ def benchmark_table(
     evaluated iteration is the last column (None: no Δ column). A seed that lacks a value
     makes the cell NaN, with a :class:`MissingValueWarning`.
     """
-    values = _eval_values(records, suite)
-    if not values:
-        raise NoData(f"no evaluation summaries of suite {suite!r} found")
     scale = _default_scale(suite) if scale is None else scale
     info = records.suites.get(suite)
     if metrics is None:
         metrics = [m for m in (info.metrics if info else []) if not m.endswith("_se")]
     metrics = list(metrics)
+    stats, groups = _seed_stats(records, suite, metrics, scale)
     label = info.label if info else (lambda m: m)
     delta = delta_of if delta_of in metrics else None
-    runs = sorted({run for run, _ in values})
-    groups = _groups(records, runs)
     models = {key[0] for key in groups}
     sizes = {key[1] for key in groups}
     key_header = (["Model"] if len(models) > 1 else []) + (["n"] if len(sizes) > 1 else [])
@@ -274,44 +300,26 @@ def benchmark_table(
     rows: list[list[Cell]] = []
     row_keys: list[tuple] = []
     group_starts: list[int] = []
-    for (model, n_train, method), members in groups.items():
-        group_starts.append(len(rows))
-        iterations = sorted({t for run, t in values if run in {m.run for m in members}})
-        previous: Stat | None = None
-        for t in iterations:
-            cells: list[Cell] = []
-            if len(models) > 1:
-                cells.append(Text(_short_model(model)))
-            if len(sizes) > 1:
-                cells.append(Text(format_n(n_train)))
-            cells += [Text(method), Text(str(t)), Text(str(len(members)))]
-            stats: dict[str, Stat] = {}
-            for metric in metrics:
-                per_seed = []
-                for member in members:
-                    entry = values.get((member.run, t))
-                    if entry is None:
-                        _warn(
-                            f"{member.run}: no {suite} evaluation at iteration {t}; its cells are NaN"
-                        )
-                        per_seed.append(math.nan)
-                    elif metric not in entry:
-                        _warn(
-                            f"{member.run} iteration {t}: {suite} summary lacks {metric}; read as NaN"
-                        )
-                        per_seed.append(math.nan)
-                    else:
-                        per_seed.append(entry[metric])
-                stats[metric] = seed_stat(per_seed, scale=scale)
-                cells.append(stats[metric])
-            if delta:
-                if previous is None:
-                    cells.append(Text(NOT_APPLICABLE))
-                else:
-                    cells.append(Stat(stats[delta].mean - previous.mean, signed=True))
-                previous = stats[delta]
-            rows.append(cells)
-            row_keys.append((model, n_train, method, t))
+    previous: dict[tuple, Stat] = {}
+    for group, t in stats.index:
+        model, n_train, method = group
+        if group not in previous:
+            group_starts.append(len(rows))
+        cells: list[Cell] = [Text(_short_model(model))] if len(models) > 1 else []
+        cells += [Text(format_n(n_train))] if len(sizes) > 1 else []
+        cells += [Text(method), Text(str(t)), Text(str(len(groups[group])))]
+        cells += [_stat(stats, (group, t), m) for m in metrics]
+        if delta:
+            now = _stat(stats, (group, t), delta)
+            before = previous.get(group)
+            cells.append(
+                Text(NOT_APPLICABLE)
+                if before is None
+                else Stat(now.mean - before.mean, signed=True)
+            )
+        previous[group] = now if delta else Stat(math.nan)
+        rows.append(cells)
+        row_keys.append((model, n_train, method, t))
     unit = "%" if scale == 100 else ""
     delta_text = (
         f"Δ: change of {'the average' if delta == 'average' else label(delta)} from the method's "
@@ -357,11 +365,8 @@ def reference_table(
     entries = reference.for_suite(suite)
     if not entries:
         raise NoData(f"the reference file has no published numbers for suite {suite!r}")
-    values = _eval_values(records, suite)
-    if not values:
-        raise NoData(f"no evaluation summaries of suite {suite!r} found")
     scale = _default_scale(suite) if scale is None else scale
-    groups = _groups(records, sorted({run for run, _ in values}))
+    stats, groups = _seed_stats(records, suite, [metric], scale)
     our_models = {key[0] for key in groups}
     entries = [e for e in entries if any(e.matches_model(m) for m in our_models)]
     if not entries:
@@ -395,17 +400,11 @@ def reference_table(
         for iteration, published in entry.values.items():
             found = False
             for (_model, _n, method), members in matched:
-                evaluated = sorted({t for run, t in values if run in {m.run for m in members}})
+                evaluated = [t for g, t in stats.index if g == (_model, _n, method)]
                 t = evaluated[-1] if iteration == FINAL and evaluated else iteration
                 if not isinstance(t, int) or t not in evaluated:
                     continue
-                per_seed = []
-                for member in members:
-                    entry_values = values.get((member.run, t), {})
-                    if metric not in entry_values:
-                        _warn(f"{member.run} iteration {t}: no {suite} {metric}; read as NaN")
-                    per_seed.append(entry_values.get(metric, math.nan))
-                ours = seed_stat(per_seed, scale=scale)
+                ours = _stat(stats, ((_model, _n, method), t), metric)
                 label = f"{iteration} ({t})" if iteration == FINAL else str(iteration)
                 rows.append(
                     [

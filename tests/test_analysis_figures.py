@@ -245,11 +245,14 @@ def test_analysis_never_imports_torch_or_transformers(tmp_path):
 
 def test_nan_never_becomes_zero_in_figure_data(tmp_path):
     """The SPACE run's missing margin is a gap (NaN) in its training curve, not a 0."""
-    from analysis.figures import _curve, training_progress
+    from analysis.figures import training_points
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingValueWarning)
         records = load_runs(GOLDEN)
-    curve = _curve(records, "rewards/margin", training_progress(records))["SPACE"][1]
+    points = training_points(records, ["rewards/margin"])
+    curve = (
+        points[(points.series == "SPACE") & (points.iteration == 1)].groupby("x").value.agg(list)
+    )
     assert math.isnan(curve[round(1 + 2 / 3, 6)][0])
     assert curve[round(1 + 3 / 3, 6)] == [0.21]
