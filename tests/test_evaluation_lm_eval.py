@@ -286,6 +286,61 @@ def test_chat_template_is_applied_and_recorded(workspace, tmp_path):
     assert len(rows) == 2 and "<|user|>" in rows[0]["arguments"][0][0]
 
 
+def test_lm_eval_finds_the_results_in_its_own_layout(workspace, cli_run):
+    """lm-eval's own result-file discovery finds ``<out>/<model>/results_<time>.json``,
+    written by its EvaluationTracker (model_name, task_hashes, chat_template…)."""
+    from lm_eval.utils import (
+        get_file_datetime,
+        get_latest_filename,
+        get_results_filenames,
+        sanitize_model_name,
+    )
+
+    found = get_results_filenames([str(p) for p in cli_run.out.rglob("*") if p.is_file()])
+    assert len(found) == 1
+    latest = Path(get_latest_filename(found))
+    assert latest.parent == cli_run.out / sanitize_model_name(str(workspace.model_dir))
+    assert latest.name == f"results_{get_file_datetime(latest.name)}"
+    data = json.loads(latest.read_text())
+    assert data["model_name"] == str(workspace.model_dir) and data["model_source"] == "hf"
+    assert data["task_hashes"] == {} and data["chat_template"] is None  # no samples, no chat
+    assert {"chat_template_sha", "fewshot_as_multiturn", "total_evaluation_time_seconds"} <= set(
+        data
+    )
+    assert set(data["results"]) >= {"tiny_mc", "tiny_group", "tiny_gen"}
+    # iris's copy under the suite's name is the same file; the summary points at it.
+    assert (cli_run.out / "tiny.lm_eval.json").read_bytes() == latest.read_bytes()
+    summary = json.loads((cli_run.out / "tiny.summary.json").read_text())
+    assert summary["provenance"]["lm_eval_files"] == [latest.relative_to(cli_run.out).as_posix()]
+
+
+def test_rerun_replaces_the_lm_eval_layout_files(workspace, tmp_path):
+    """Evaluating twice under one name leaves one run's files: lm-eval's results and
+    per-task samples of the second run, with the task hashes of its samples."""
+    from lm_eval.utils import get_file_datetime, get_results_filenames
+
+    from iris.evaluation import EvalSettings, evaluate_suite
+
+    settings = EvalSettings(limit=2, log_samples=True, bootstrap_iters=0, batch_size=4)
+    suite = workspace.tasks / "tiny_mc.yaml"
+    first = evaluate_suite(suite, workspace.model_dir, output_dir=tmp_path, settings=settings)
+    second = evaluate_suite(suite, workspace.model_dir, output_dir=tmp_path, settings=settings)
+    assert first.lm_eval_path != second.lm_eval_path and not first.lm_eval_path.exists()
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    folder = second.lm_eval_path.parent.name
+    stamp = get_file_datetime(second.lm_eval_path.name).removesuffix(".json")
+    assert files == [
+        f"{folder}/results_{stamp}.json",
+        f"{folder}/samples_tiny_mc_{stamp}.jsonl",
+        "tiny_mc.lm_eval.json",
+        "tiny_mc.samples/tiny_mc.jsonl",
+        "tiny_mc.summary.json",
+    ]
+    assert get_results_filenames([str(tmp_path / f) for f in files]) == [str(second.lm_eval_path)]
+    assert set(json.loads(second.lm_eval_path.read_text())["task_hashes"]) == {"tiny_mc"}
+    assert len((tmp_path / folder / f"samples_tiny_mc_{stamp}.jsonl").read_text().splitlines()) == 2
+
+
 # --------------------------------------------------------------------------------------
 # Task resolution, errors, prefetch plan (local registry: fast)
 # --------------------------------------------------------------------------------------

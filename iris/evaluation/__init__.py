@@ -7,13 +7,14 @@ This package owns scoring models on the paper's benchmarks, always through
   of IRIS/T-SPIN; ``openllm_v1``: SPIN's six), and :func:`summarize`, the averaging rule:
   the unweighted mean over the suite's tasks of each task's metric as lm-eval reports it
   (group tasks: lm-eval's group aggregate); a missing metric is NaN, never 0;
-* :mod:`~iris.evaluation.harness` — :func:`evaluate_suite`: tasks, backends (HF, vLLM,
-  in-memory model), JSON results + compact summary with provenance;
-* :mod:`~iris.evaluation.hub_cache` — the datasets a suite needs, cached while online;
-* :mod:`~iris.evaluation.base` — the :class:`Evaluator` protocol of the self-play loop and
+* :mod:`~iris.evaluation.harness` — :func:`evaluate_suite`: tasks (and the hub datasets
+  they need), backends (HF, vLLM, in-memory model), lm-eval's own results layout + the
+  compact summary with provenance;
+* :mod:`~iris.evaluation.hub_cache` — ``--prefetch``: a suite's datasets cached while online;
+* :mod:`~iris.evaluation.base` — the :class:`Evaluator` protocol of the self-play loop,
   :func:`make_evaluator` (registry of kinds; ``lm_eval`` is
-  :class:`~iris.evaluation.lm_eval_evaluator.LmEvalEvaluator`);
-* :mod:`~iris.evaluation.cli` — ``iris eval``.
+  :class:`~iris.evaluation.lm_eval_evaluator.LmEvalEvaluator`) and :class:`EvalSettings`;
+* :mod:`~iris.evaluation.cli` — ``iris eval`` (its flags generated from EvalSettings).
 
 Importing this package does not import lm-eval or torch (lm-eval is the ``eval`` extra);
 the names below that need them are imported on first use.
@@ -26,6 +27,7 @@ from typing import Any
 
 from iris.evaluation.base import (
     BackendUnavailableError,
+    EvalSettings,
     EvaluationError,
     Evaluator,
     MissingDatasetError,
@@ -73,12 +75,11 @@ __all__ = [
 
 _LAZY = {
     "EvalResult": "iris.evaluation.harness",
-    "EvalSettings": "iris.evaluation.harness",
     "evaluate_suite": "iris.evaluation.harness",
     "LmEvalEvaluator": "iris.evaluation.lm_eval_evaluator",
-    "PrefetchPlan": "iris.evaluation.hub_cache",
+    "PrefetchPlan": "iris.evaluation.harness",
     "prefetch": "iris.evaluation.hub_cache",
-    "prefetch_plan": "iris.evaluation.hub_cache",
+    "prefetch_plan": "iris.evaluation.harness",
 }
 
 

@@ -4,8 +4,10 @@ This module owns the seam between the self-play driver and whatever scores a mod
 :class:`Evaluator` protocol (when to run, and ``evaluate`` → a flat ``{"<task>/<metric>":
 value, ..., "average": value}``), the registry that builds one from a config mapping
 (``{"kind": "lm_eval", ...}`` → :func:`make_evaluator`), the "every k iterations and always
-the last" schedule, and the error types every evaluation path raises. It imports neither
-lm-eval nor torch: the driver, the testbed and ``analysis/`` can use it without them.
+the last" schedule, the error types every evaluation path raises, and
+:class:`EvalSettings`, how a model is run, declared once: the loop's ``evaluation`` keys
+and the ``iris eval`` flags are generated from its fields. It imports neither lm-eval nor
+torch: the driver, the testbed and ``analysis/`` can use it without them.
 
 A new kind registers itself with :func:`register_evaluator`; the built-in ``lm_eval`` kind
 is imported on first use, so ``make_evaluator`` needs no if/elif over kinds.
@@ -13,13 +15,18 @@ is imported on first use, so ``make_evaluator`` needs no if/elif over kinds.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+
+import yaml
 
 __all__ = [
     "BackendUnavailableError",
+    "EvalSettings",
     "EvaluationError",
     "Evaluator",
     "MissingDatasetError",
@@ -58,6 +65,103 @@ class MissingTokenizerError(EvaluationError):
 
 class BackendUnavailableError(EvaluationError):
     """The requested inference backend (e.g. vLLM) is not installed or cannot serve this request."""
+
+
+# --------------------------------------------------------------------------------------
+# How a model is run
+# --------------------------------------------------------------------------------------
+
+BACKENDS = ("hf", "vllm")
+
+
+def parse_limit(text: str) -> int | float:
+    """``--limit`` text: a count (``10``) or a fraction (``0.5``)."""
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"--limit must be positive, got {text}")
+    return int(value) if value >= 1 and value.is_integer() else value
+
+
+def parse_batch_size(text: str) -> int | str:
+    """``--batch-size`` text: an integer or ``auto[:N]``."""
+    if text.startswith("auto"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"--batch-size must be an integer or auto[:N], got {text!r}") from None
+
+
+def parse_model_args(text: str) -> dict[str, Any]:
+    """``--model-args`` text ``KEY=VALUE[,KEY=VALUE]``; values read as YAML scalars."""
+    args: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-args expects KEY=VALUE[,KEY=VALUE], got {item!r}")
+        args[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return args
+
+
+def _setting(default: Any, help: str, parse: Callable[[str], Any] | None = None) -> Any:
+    metadata = {"help": help} if parse is None else {"help": help, "parse": parse}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """How a model is run (all recorded in the summary's provenance).
+
+    The one declaration of these settings: the ``iris eval`` flags (``--batch-size``…) and
+    the loop's ``evaluation`` keys (:class:`~iris.evaluation.lm_eval_evaluator.LmEvalEvaluator`
+    extends this class) are generated from the fields; ``metadata["parse"]`` reads a flag's
+    text where the type alone does not say how.
+    """
+
+    backend: Literal["hf", "vllm"] = _setting("hf", "lm-eval model backend: hf or vllm (GPU).")
+    batch_size: int | str = _setting(
+        8, "Integer, or auto / auto:N (lm-eval's search).", parse_batch_size
+    )
+    dtype: str = _setting("auto", "auto (the checkpoint's), bfloat16, float16 or float32.")
+    device: str | None = _setting(None, "cuda, cuda:0, cpu… (default: cuda when available).")
+    revision: str | None = _setting(None, "Hub revision of the model (branch, tag or commit).")
+    tokenizer: str | None = _setting(None, "Tokenizer directory or hub id (default: the model's).")
+    apply_chat_template: bool = _setting(False, "Wrap prompts in the tokenizer's chat template.")
+    fewshot_as_multiturn: bool = _setting(
+        True, "With the chat template, few-shot examples as conversation turns."
+    )
+    system_instruction: str | None = _setting(None, "System message prepended to every prompt.")
+    limit: int | float | None = _setting(
+        None, "Samples per (sub)task (testing only; <1: a fraction); default all.", parse_limit
+    )
+    bootstrap_iters: int = _setting(100_000, "Bootstrap resamples for non-mean stderrs (0: none).")
+    log_samples: bool = _setting(False, "Also write every sample's prompt, response and score.")
+    model_args: dict[str, Any] = dataclasses.field(
+        default_factory=dict,
+        metadata={
+            "help": "Extra lm-eval model arguments, KEY=VALUE[,KEY=VALUE] (e.g. max_length=4096).",
+            "parse": parse_model_args,
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if isinstance(self.batch_size, str) and not re.fullmatch(r"auto(:\d+)?", self.batch_size):
+            raise ValueError(
+                f"batch_size must be an integer or 'auto[:N]', got {self.batch_size!r}"
+            )
+        if isinstance(self.batch_size, int) and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.limit is not None and not self.limit > 0:
+            raise ValueError(f"limit must be positive, got {self.limit}")
+        if self.bootstrap_iters < 0:
+            raise ValueError(f"bootstrap_iters must be >= 0, got {self.bootstrap_iters}")
+
+    @classmethod
+    def of(cls, obj: Any) -> EvalSettings:
+        """The settings part of ``obj`` (a subclass instance or an argparse namespace)."""
+        return cls(**{field.name: getattr(obj, field.name) for field in dataclasses.fields(cls)})
 
 
 # --------------------------------------------------------------------------------------

@@ -1,17 +1,30 @@
-"""Running a suite through ``lm_eval.simple_evaluate`` and writing its results.
+"""Running a suite through lm-eval: its tasks, the data they need, the model, the results.
 
 This module owns the bridge to lm-evaluation-harness (imported here, lazily, and nowhere
-else at module level): building lm-eval's task registry for a suite (built-in tasks
-plus the suite's ``include_path``), resolving and loading the suite's tasks with the
-suite's shots set on every subtask, building the model backend (HF from a directory or
-hub id, an in-memory ``PreTrainedModel`` without a save/load round-trip, or vLLM when
-installed), calling ``simple_evaluate``, and writing into the output directory, each
-file atomically:
+else at module level):
 
-* ``<name>.lm_eval.json``: lm-eval's own results dict (per-sample logs excluded);
-* ``<name>.summary.json``: :func:`iris.evaluation.suite.summarize` plus provenance
-  (lm-eval and task versions, model revision, seeds, settings, packages, git);
-* ``<name>.samples/<task>.jsonl`` when ``log_samples`` is on.
+* tasks: lm-eval's TaskManager for a suite (built-in tasks plus the suite's
+  ``include_path``), names, metrics and filters checked against lm-eval's configs, and
+  :func:`load_suite_tasks` (the suite's shots set on every subtask). What a suite task
+  expands to — through groups, tags, included templates and group overrides — is read
+  from lm-eval's own task loading run without datasets (:func:`leaf_tasks`), so
+  :func:`prefetch_plan` lists the hub datasets a suite needs without a download and
+  without restating lm-eval's rules;
+* models: HF from a directory or hub id, an in-memory ``PreTrainedModel`` (no save/load
+  round-trip), or vLLM when installed;
+* :func:`evaluate_suite`: ``lm_eval.simple_evaluate``, then into the output directory:
+
+  - ``<model>/results_<time>.json`` (with ``log_samples``, ``samples_<task>_<time>.jsonl``):
+    lm-eval's own layout, written by its ``EvaluationTracker`` as ``lm-eval --output_path``
+    writes it (``model_name``, ``task_hashes``, ``chat_template``…), so lm-eval's tools
+    find it; ``<model>`` is lm-eval's sanitized model name;
+  - ``<name>.lm_eval.json``: the same bytes under the suite's name;
+  - ``<name>.summary.json``: :func:`iris.evaluation.suite.summarize` plus provenance
+    (lm-eval and task versions, model revision, seeds, settings, packages, git);
+  - ``<name>.samples/<task>.jsonl`` when ``log_samples`` is on.
+
+  A re-run under the same name replaces its previous files (lm-eval's timestamped ones
+  included): re-runs are idempotent.
 
 Errors name what is missing and the fix: unknown task names (with close matches), datasets
 absent from the HF cache while offline (with the prefetch command), a model directory
@@ -26,31 +39,36 @@ import dataclasses
 import difflib
 import functools
 import hashlib
-import importlib.metadata
 import importlib.util
 import json
 import logging
 import math
+import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, NamedTuple
+from unittest import mock
 
 from iris.evaluation.base import (
+    BACKENDS,
     BackendUnavailableError,
+    EvalSettings,
     EvaluationError,
     MissingDatasetError,
     MissingTokenizerError,
     UnknownTaskError,
 )
-from iris.evaluation.suite import Suite, resolve_suite, summarize
+from iris.evaluation.suite import Suite, TaskSpec, resolve_suite, summarize
 from iris.runs import (
     atomic_output,
     atomic_write_json,
     atomic_write_text,
     git_info,
     package_versions,
+    read_json,
+    sha256_file,
     utc_now,
 )
 
@@ -61,17 +79,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DatasetRef",
     "EvalResult",
     "EvalSettings",
+    "LeafTask",
+    "PrefetchPlan",
     "build_lm",
     "check_suite",
     "check_task_names",
     "evaluate_suite",
+    "hub_offline",
+    "leaf_tasks",
     "load_suite_tasks",
+    "prefetch_plan",
     "suite_task_manager",
 ]
 
-BACKENDS = ("hf", "vllm")
 # Files that make a directory loadable by AutoTokenizer.from_pretrained.
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -81,68 +104,11 @@ TOKENIZER_FILES = (
     "spiece.model",
     "sentencepiece.bpe.model",
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalSettings:
-    """How a model is run (all recorded in the summary's provenance)."""
-
-    backend: Literal["hf", "vllm"] = dataclasses.field(
-        default="hf", metadata={"help": "lm-eval model backend: hf (default) or vllm (GPU extra)."}
-    )
-    batch_size: int | str = dataclasses.field(
-        default=8, metadata={"help": "Batch size, or 'auto' / 'auto:N' (lm-eval's search)."}
-    )
-    dtype: str = dataclasses.field(
-        default="auto", metadata={"help": "Weights dtype (auto: the checkpoint's)."}
-    )
-    device: str | None = dataclasses.field(
-        default=None, metadata={"help": "cuda, cuda:0, cpu…; None: cuda when available."}
-    )
-    revision: str | None = dataclasses.field(
-        default=None, metadata={"help": "Hub revision (branch, tag or commit) of the model."}
-    )
-    tokenizer: str | None = dataclasses.field(
-        default=None, metadata={"help": "Tokenizer directory or hub id (default: the model's)."}
-    )
-    apply_chat_template: bool = dataclasses.field(
-        default=False, metadata={"help": "Wrap prompts in the tokenizer's chat template."}
-    )
-    fewshot_as_multiturn: bool = dataclasses.field(
-        default=True,
-        metadata={"help": "With the chat template, few-shot examples as turns (lm-eval default)."},
-    )
-    system_instruction: str | None = dataclasses.field(
-        default=None, metadata={"help": "System message prepended to every prompt."}
-    )
-    limit: int | float | None = dataclasses.field(
-        default=None,
-        metadata={"help": "Samples per (sub)task (testing only; <1: a fraction); None: all."},
-    )
-    bootstrap_iters: int = dataclasses.field(
-        default=100_000, metadata={"help": "Bootstrap resamples for non-mean stderrs (0: none)."}
-    )
-    log_samples: bool = dataclasses.field(
-        default=False, metadata={"help": "Also write every sample's prompt/response/score."}
-    )
-    model_args: dict[str, Any] = dataclasses.field(
-        default_factory=dict,
-        metadata={"help": "Extra constructor arguments of the lm-eval model (max_length, …)."},
-    )
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if isinstance(self.batch_size, str) and not re.fullmatch(r"auto(:\d+)?", self.batch_size):
-            raise ValueError(
-                f"batch_size must be an integer or 'auto[:N]', got {self.batch_size!r}"
-            )
-        if isinstance(self.batch_size, int) and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.limit is not None and not self.limit > 0:
-            raise ValueError(f"limit must be positive, got {self.limit}")
-        if self.bootstrap_iters < 0:
-            raise ValueError(f"bootstrap_iters must be >= 0, got {self.bootstrap_iters}")
+# Datasets whose terms must be accepted on the hub page (with the account of HF_TOKEN)
+# before they download; the hub also says so at download time, this lets a plan warn first.
+GATED_DATASETS = frozenset({"Idavidrein/gpqa"})
+# `datasets` builders that read local files rather than a hub repository.
+LOCAL_BUILDERS = frozenset({"json", "csv", "parquet", "text", "arrow", "pandas", "webdataset"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,11 +119,29 @@ class EvalResult:
     results_path: Path
     summary_path: Path
     samples_dir: Path | None = None
+    lm_eval_path: Path | None = None  # <output>/<model>/results_<time>.json
 
     @property
     def flat(self) -> dict[str, float]:
         """``{"<task>/<metric>": value, ..., "average": value}``."""
         return dict(self.summary["flat"])
+
+
+def hub_offline() -> bool:
+    """True when HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set (nothing can be downloaded)."""
+    return any(
+        os.environ.get(var, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+
+
+def gated_message(path: str) -> str:
+    """How to get access to the gated hub dataset ``path``."""
+    return (
+        f"{path} is gated: open https://huggingface.co/datasets/{path} with your Hugging Face "
+        "account, accept its terms, then log in on this machine (`hf auth login` or export "
+        "HF_TOKEN) and run the prefetch again."
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -215,12 +199,12 @@ def check_task_names(suite: Suite, tm: TaskManager) -> None:
     ]
     if not unknown:
         return
-    names = tm.all_tasks
     lines = []
     for name in unknown:
-        close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
-        hint = f"close matches: {', '.join(close)}" if close else "no close match"
-        lines.append(f"  {name!r} ({hint})")
+        close = difflib.get_close_matches(name, tm.all_tasks, n=5, cutoff=0.6)
+        lines.append(
+            f"  {name!r} ({'close matches: ' + ', '.join(close) if close else 'no close match'})"
+        )
     paths = f" (include_path {list(suite.include_path)})" if suite.include_path else ""
     raise UnknownTaskError(
         f"suite {suite.name!r}: unknown lm-eval task name(s), not in lm-eval's task "
@@ -228,74 +212,91 @@ def check_task_names(suite: Suite, tm: TaskManager) -> None:
     )
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
+def _load(spec: TaskSpec, tm: TaskManager) -> tuple[Any, dict[str, Any]]:
+    """``(the spec's Task or Group, None for a tag; {name: leaf Task})`` as lm-eval builds them."""
+    loaded = tm.load([spec.config if spec.config is not None else spec.task])
+    groups, tasks = loaded.get("groups", {}), loaded["tasks"]
+    return (groups[spec.task] if spec.task in groups else tasks.get(spec.task)), tasks
 
 
-def declared_metrics(cfg: Mapping[str, Any], *, group: bool) -> tuple[set[str], set[str]] | None:
-    """``(metric names, filter names)`` a task or group config declares (None: not declared).
+@contextlib.contextmanager
+def _without_data() -> Iterator[None]:
+    """lm-eval's task building as it is, except that a task keeps its config and loads no data.
 
-    A group reports what its ``aggregate_metric_list`` aggregates; a task reports its
-    ``metric_list`` under each filter of its ``filter_list`` (``none`` without one).
+    Groups, tags, includes and overrides resolve by lm-eval's own code; only the task
+    constructor (which would download the dataset) is replaced by one that records the
+    merged config (``task.merged_config``; ``task.config`` stays lm-eval's TaskConfig).
     """
-    if group:
-        entries = _as_list(cfg.get("aggregate_metric_list"))
-        metrics = {
-            e["metric"]
-            for e in entries
-            if isinstance(e, Mapping) and isinstance(e.get("metric"), str)
+    from lm_eval.api.task import ConfigurableTask, Task, TaskConfig
+
+    known = {field.name for field in dataclasses.fields(TaskConfig)}
+
+    def keep_config(self: Any, *args: Any, config: Mapping[str, Any] | None = None, **_: Any):
+        cls = type(self)
+        self.merged_config = {
+            "dataset_path": cls.DATASET_PATH,
+            "dataset_name": cls.DATASET_NAME,
+            **(config or {}),
         }
-        filters = {
-            f
-            for e in entries
-            if isinstance(e, Mapping)
-            for f in _as_list(e.get("filter_list", "none"))
-        }
-        return metrics, filters or {"none"}
-    entries = _as_list(cfg.get("metric_list"))
-    if not entries:
+        self.task_config = TaskConfig(**{k: v for k, v in (config or {}).items() if k in known})
+
+    with (
+        mock.patch.object(ConfigurableTask, "__init__", keep_config),
+        mock.patch.object(Task, "__init__", keep_config),
+        mock.patch.object(Task, "config", property(lambda self: self.task_config)),
+    ):
+        yield
+
+
+def _filters(task: Any) -> set[str]:
+    entries = task.config.filter_list
+    entries = entries if isinstance(entries, list) else []
+    return {f["name"] for f in entries if isinstance(f, Mapping) and "name" in f} or {"none"}
+
+
+def _declared(top: Any, leaves: Iterable[Any]) -> tuple[set[str], set[str]] | None:
+    """``(metric names, filter names)`` lm-eval reports for a task or group (None: not declared).
+
+    A group reports what its ``aggregate_metric_list`` aggregates (filters unnamed there:
+    its members'); a task its ``metric_list`` under each filter of its ``filter_list``.
+    """
+    from lm_eval.api.group import Group
+
+    if isinstance(top, Group):
+        entries = top.aggregate_metric_list or []
+        filters = {name for entry in entries for name in entry.filter_list or ()}
+        if not filters:
+            filters = set().union(*(_filters(task) for task in leaves))
+        return {entry.metric for entry in entries}, filters or {"none"}
+    metrics = top.config.metric_list
+    if not metrics:
         return None
-    metrics = {
-        e["metric"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("metric"), str)
-    }
-    filters = {
-        f["name"]
-        for f in _as_list(cfg.get("filter_list"))
-        if isinstance(f, Mapping) and "name" in f
-    }
-    return metrics, filters or {"none"}
+    return {m["metric"] for m in metrics if isinstance(m.get("metric"), str)}, _filters(top)
 
 
 def check_suite(suite: Suite, tm: TaskManager) -> None:
     """Check names (:func:`check_task_names`) and that each metric/filter is one lm-eval reports.
 
-    Reads configs only (nothing is downloaded), so a typo fails before any model is loaded.
+    Reads configs only (nothing is downloaded), so a typo fails before any data or model
+    is loaded. Tags (no score of their own) are checked when results come back.
     """
-    from lm_eval.tasks._index import Kind
-
     check_task_names(suite, tm)
     problems = []
     for spec in suite.tasks:
         if spec.metrics is None:
             continue
-        if spec.config is not None:
-            cfg, group = spec.config, False
-        else:
-            entry = tm.task_index[spec.task]
-            if entry.kind not in (Kind.TASK, Kind.GROUP):
-                continue  # tags and Python tasks: checked when results come back
-            cfg, group = entry.cfg or {}, entry.kind == Kind.GROUP
-        declared = declared_metrics(cfg, group=group)
+        with _without_data():  # (TaskConfig read inside)
+            top, leaves = _load(spec, tm)
+            declared = None if top is None else _declared(top, leaves.values())
         if declared is None:
             continue
         metrics, filters = declared
         absent = [m for m in spec.metrics if m not in metrics]
         if absent:
-            what = "aggregates" if group else "declares"
+            group = top is not None and spec.task not in leaves
             problems.append(
-                f"  {spec.task}: metric(s) {absent} not among those lm-eval {what} for it: "
+                f"  {spec.task}: metric(s) {absent} not among those lm-eval "
+                f"{'aggregates' if group else 'declares'} for it: "
                 f"{sorted(metrics) or 'none (a group without aggregate_metric_list has no score)'}"
             )
         if spec.filter not in filters:
@@ -304,6 +305,119 @@ def check_suite(suite: Suite, tm: TaskManager) -> None:
         raise EvaluationError(
             f"suite {suite.name!r} does not match lm-eval's task configs:\n" + "\n".join(problems)
         )
+
+
+# --------------------------------------------------------------------------------------
+# The data a suite needs
+# --------------------------------------------------------------------------------------
+
+
+class LeafTask(NamedTuple):
+    """A leaf task's name, its merged config (as lm-eval builds it) and its YAML file."""
+
+    name: str
+    config: dict[str, Any]
+    yaml_path: Path | None
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class DatasetRef:
+    """One hub dataset configuration a suite loads, and the leaf tasks that load it."""
+
+    path: str
+    name: str | None = None
+    revision: str | None = None
+    tasks: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+
+    @property
+    def key(self) -> tuple[str, str | None, str | None]:
+        return (self.path, self.name, self.revision)
+
+    @property
+    def gated(self) -> bool:
+        return self.path in GATED_DATASETS
+
+    def describe(self) -> str:
+        text = self.path + (f" (config {self.name!r})" if self.name else "")
+        return (
+            text
+            + (f" @ {self.revision}" if self.revision else "")
+            + (" [gated]" if self.gated else "")
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class PrefetchPlan:
+    """Hub datasets to download, and leaf tasks whose data is local or not declared."""
+
+    datasets: tuple[DatasetRef, ...]
+    local_tasks: tuple[str, ...] = ()
+    unresolved_tasks: tuple[str, ...] = ()
+
+    @property
+    def keys(self) -> list[tuple[str, str | None, str | None]]:
+        """``[(dataset path, config name, revision), ...]``, sorted."""
+        return [ref.key for ref in self.datasets]
+
+    @property
+    def gated(self) -> tuple[DatasetRef, ...]:
+        return tuple(ref for ref in self.datasets if ref.gated)
+
+
+def leaf_tasks(
+    suite: str | Path | Suite, task_manager: TaskManager | None = None
+) -> tuple[list[LeafTask], list[str]]:
+    """Every leaf task config a suite's tasks expand to (through groups, tags, includes).
+
+    Returns ``(leaves, unresolved)``: the configs lm-eval's own loader builds (overrides
+    applied), read without loading any data, and the suite tasks that cannot be built
+    without their data (some Python tasks). Unknown names raise
+    :class:`~iris.evaluation.base.UnknownTaskError`.
+    """
+    suite = resolve_suite(suite)
+    tm = task_manager if task_manager is not None else suite_task_manager(suite)
+    check_task_names(suite, tm)
+    leaves, unresolved = [], []
+    for spec in suite.tasks:
+        try:
+            with _without_data():
+                _, tasks = _load(spec, tm)
+        except Exception as err:  # a Python task whose constructor needs its data
+            logger.warning("%s: configs not readable without its data (%s)", spec.task, err)
+            unresolved.append(spec.task)
+            continue
+        for name, task in tasks.items():
+            config = getattr(task, "merged_config", {})
+            source = (config.get("metadata") or {}).get("config_source", "inline")
+            leaves.append(LeafTask(name, config, None if source == "inline" else Path(source)))
+    return leaves, sorted(set(unresolved))
+
+
+def prefetch_plan(
+    suite: str | Path | Suite, task_manager: TaskManager | None = None
+) -> PrefetchPlan:
+    """The hub datasets (path, config, revision) a suite's tasks load, from lm-eval's configs.
+
+    Nothing is downloaded. Task names unknown to the registry raise
+    :class:`~iris.evaluation.base.UnknownTaskError`.
+    """
+    leaves, unresolved = leaf_tasks(suite, task_manager)
+    found: dict[tuple[str, str | None, str | None], set[str]] = {}
+    local, undeclared = set(), set(unresolved)
+    for task, cfg, _ in leaves:
+        path, kwargs = cfg.get("dataset_path"), cfg.get("dataset_kwargs") or {}
+        if not isinstance(path, str) or cfg.get("custom_dataset"):
+            undeclared.add(task)  # e.g. a custom_dataset function
+        elif path in LOCAL_BUILDERS or Path(path).exists():
+            local.add(task)
+        else:
+            revision = kwargs.get("revision") if isinstance(kwargs, Mapping) else None
+            found.setdefault((path, cfg.get("dataset_name"), revision), set()).add(task)
+    refs = sorted(
+        (DatasetRef(*key, tasks=tuple(sorted(tasks))) for key, tasks in found.items()),
+        key=lambda r: (r.path, r.name or "", r.revision or ""),
+    )
+    return PrefetchPlan(tuple(refs), tuple(sorted(local)), tuple(sorted(undeclared)))
 
 
 def _error_chain(err: BaseException) -> list[BaseException]:
@@ -316,11 +430,7 @@ def _error_chain(err: BaseException) -> list[BaseException]:
 
 def _is_cache_miss(err: BaseException) -> bool:
     from datasets.exceptions import DatasetNotFoundError
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-    )
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
     kinds = (
         ConnectionError,
@@ -333,17 +443,11 @@ def _is_cache_miss(err: BaseException) -> bool:
 
 
 def _missing_dataset_error(
-    suite: Suite, spec_index: int, tm: TaskManager, err: BaseException
+    suite: Suite, spec: TaskSpec, tm: TaskManager, err: BaseException
 ) -> MissingDatasetError:
-    from iris.evaluation.hub_cache import gated_message, hub_offline, prefetch_plan
-
-    spec = suite.tasks[spec_index]
     try:
         plan = prefetch_plan(dataclasses.replace(suite, tasks=(spec,)), tm)
-        needed = (
-            "\n".join(f"  {ref.describe()}" for ref in plan.datasets)
-            or "  (no hub dataset declared)"
-        )
+        needed = "\n".join(f"  {r.describe()}" for r in plan.datasets) or "  (none declared)"
         gated = " ".join(gated_message(path) for path in sorted({r.path for r in plan.gated}))
     except Exception:  # the plan is advice only; never mask the original error
         needed, gated = "  (could not list them)", ""
@@ -363,8 +467,6 @@ def _missing_dataset_error(
 def _missing_model_error(
     suite: Suite, model: str, revision: str | None, err: BaseException
 ) -> EvaluationError:
-    from iris.evaluation.hub_cache import hub_offline
-
     state = "the hub is offline here" if hub_offline() else "the hub could not be reached"
     pinned = f" --revision {revision}" if revision else ""
     return EvaluationError(
@@ -384,24 +486,17 @@ def load_suite_tasks(suite: Suite, tm: TaskManager | None = None) -> list[Any]:
     tm = tm if tm is not None else suite_task_manager(suite)
     check_suite(suite, tm)
     objects: list[Any] = []
-    for index, spec in enumerate(suite.tasks):
+    for spec in suite.tasks:
         try:
-            loaded = tm.load([spec.config if spec.config is not None else spec.task])
+            top, leaves = _load(spec, tm)
         except Exception as err:
             if _is_cache_miss(err):
-                raise _missing_dataset_error(suite, index, tm, err) from err
+                raise _missing_dataset_error(suite, spec, tm, err) from err
             raise
-        leaves = list(loaded["tasks"].values())
         if spec.num_fewshot is not None:
-            for task in leaves:
+            for task in leaves.values():
                 task.set_config(key="num_fewshot", value=spec.num_fewshot)
-        groups = loaded.get("groups", {})
-        if spec.task in groups:
-            objects.append(groups[spec.task])
-        elif spec.task in loaded["tasks"]:
-            objects.append(loaded["tasks"][spec.task])
-        else:  # a tag: its tasks, with no aggregate of their own
-            objects.extend(leaves)
+        objects.extend([top] if top is not None else leaves.values())
     return objects
 
 
@@ -414,18 +509,17 @@ def check_backend(backend: str, *, in_memory: bool = False) -> None:
     """Fail early, with the fix, when ``backend`` cannot serve this evaluation."""
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    if backend == "vllm":
-        if in_memory:
-            raise BackendUnavailableError(
-                "the vllm backend loads weights itself: in-memory evaluation needs backend "
-                "'hf' (or save the model and pass its directory)"
-            )
-        if importlib.util.find_spec("vllm") is None:
-            raise BackendUnavailableError(
-                "backend 'vllm' needs vLLM, which is not installed: pip install "
-                "'iris-selfplay[vllm]' on a CUDA machine (no CPU wheel exists), or use "
-                "--backend hf"
-            )
+    if backend == "vllm" and in_memory:
+        raise BackendUnavailableError(
+            "the vllm backend loads weights itself: in-memory evaluation needs backend "
+            "'hf' (or save the model and pass its directory)"
+        )
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise BackendUnavailableError(
+            "backend 'vllm' needs vLLM, which is not installed: pip install "
+            "'iris-selfplay[vllm]' on a CUDA machine (no CPU wheel exists), or use "
+            "--backend hf"
+        )
 
 
 def check_tokenizer(model_dir: str | Path) -> None:
@@ -439,20 +533,7 @@ def check_tokenizer(model_dir: str | Path) -> None:
         )
 
 
-def _resolve_device(device: str | None) -> str:
-    if device is not None:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def build_lm(
-    model: str | Path | Any,
-    settings: EvalSettings,
-    *,
-    tokenizer: Any = None,
-) -> LM:
+def build_lm(model: str | Path | Any, settings: EvalSettings, *, tokenizer: Any = None) -> LM:
     """lm-eval's model wrapper: from a directory / hub id, or around an in-memory model.
 
     An in-memory ``PreTrainedModel`` is wrapped by ``HFLM`` as it is (its device and dtype
@@ -484,15 +565,13 @@ def build_lm(
         args["tokenizer"] = tokenizer if tokenizer is not None else settings.tokenizer
     args.update(settings.model_args)
     extra = {"batch_size": settings.batch_size}
-    if settings.backend == "hf":
-        extra["device"] = _resolve_device(settings.device)
+    if settings.backend == "hf" and settings.device is None:
+        import torch
+
+        extra["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     elif settings.device is not None:
         extra["device"] = settings.device
     return lm_eval.api.registry.get_model(settings.backend).create_from_arg_obj(args, extra)
-
-
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def model_provenance(
@@ -500,18 +579,17 @@ def model_provenance(
 ) -> dict[str, Any]:
     """Where the evaluated weights came from: hub id + resolved commit, local path, or memory."""
     if not isinstance(model, str | Path):
-        config = getattr(model, "config", None)
         return {
             "source": "in-memory",
             "model_dir": str(model_dir) if model_dir is not None else None,
-            "name_or_path": getattr(config, "_name_or_path", None),
+            "name_or_path": getattr(getattr(model, "config", None), "_name_or_path", None),
             "class": type(model).__name__,
         }
     path = Path(model).expanduser()
     if path.is_dir():
         info: dict[str, Any] = {"source": "local", "path": str(path.resolve())}
         if (path / "config.json").is_file():
-            info["config_sha256"] = _sha256_file(path / "config.json")
+            info["config_sha256"] = sha256_file(path / "config.json")
         info["weight_files"] = {
             p.name: p.stat().st_size
             for p in sorted(path.iterdir())
@@ -537,12 +615,6 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
 
 
-def _json_text(obj: Any) -> str:
-    from lm_eval.utils import handle_non_serializable
-
-    return json.dumps(obj, indent=2, ensure_ascii=False, default=handle_non_serializable)
-
-
 def _plain(obj: Any) -> Any:
     """JSON-safe copy (torch dtypes and other objects become strings)."""
     if isinstance(obj, Mapping):
@@ -554,12 +626,41 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
-@contextlib.contextmanager
-def _no_grad():
-    import torch
+def _model_name(model: Any, model_dir: str | Path | None) -> str:
+    """The name lm-eval records (its ``pretrained=`` argument) and files results under."""
+    if isinstance(model, str | Path):
+        return str(model)
+    if model_dir is not None:
+        return str(model_dir)
+    return getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
 
-    with torch.no_grad():
-        yield
+
+def _write_lm_eval_layout(
+    tracker: Any,
+    output_dir: Path,
+    results: dict[str, Any],
+    samples: dict[str, list[dict[str, Any]]] | None,
+    *,
+    model_name: str,
+    settings: EvalSettings,
+    chat_template: str | None,
+) -> list[Path]:
+    """lm-eval's files through its ``EvaluationTracker``: results first, then samples."""
+    tracker.general_config_tracker.log_experiment_args(
+        model_source=settings.backend,
+        model_args={"pretrained": model_name, **settings.model_args},
+        system_instruction=settings.system_instruction,
+        chat_template=chat_template,
+        fewshot_as_multiturn=settings.fewshot_as_multiturn,
+    )
+    tracker.save_results_aggregated(results=dict(results), samples=samples)
+    folder = output_dir / tracker.general_config_tracker.model_name_sanitized
+    path = folder / f"results_{getattr(tracker, 'date_id', '')}.json"
+    if not path.is_file():  # the tracker logs its failure and goes on
+        raise EvaluationError(f"lm-eval's EvaluationTracker wrote no results file in {folder}")
+    for task, rows in (samples or {}).items():  # rewrites the rows: after iris's own copy
+        tracker.save_results_samples(task_name=task, samples=rows)
+    return [path, *sorted(folder.glob(f"samples_*_{tracker.date_id}.jsonl"))]
 
 
 def evaluate_suite(
@@ -577,11 +678,12 @@ def evaluate_suite(
 
     ``model`` is a model directory, a hub id (``settings.revision`` pins it) or an
     in-memory ``PreTrainedModel`` (then ``tokenizer`` is required and ``model_dir`` is
-    recorded); an in-memory model's train/eval mode is restored afterwards. Tasks are
-    resolved and their datasets loaded before the model is, so a bad suite fails fast.
-    Writes ``<name>.lm_eval.json`` and ``<name>.summary.json`` (``name`` defaults to the
-    suite's) into ``output_dir`` and returns them with the summary; under a multi-process
-    launch (``accelerate launch``) only the main process writes, the others return None.
+    recorded, and names the model in lm-eval's layout); an in-memory model's train/eval
+    mode is restored afterwards. Tasks are resolved and their datasets loaded before the
+    model is, so a bad suite fails fast. Writes the files listed in the module docstring
+    (``name`` defaults to the suite's) and returns them with the summary; under a
+    multi-process launch (``accelerate launch``) only the main process writes, the others
+    return None.
     """
     settings = settings or EvalSettings()
     suite = resolve_suite(suite)
@@ -591,10 +693,13 @@ def evaluate_suite(
         check_tokenizer(model)
     _require_lm_eval()
     import lm_eval
+    import torch
+    from lm_eval.loggers import EvaluationTracker
 
     output_dir = Path(output_dir)
     name = _safe_name(name or suite.name)
     started, start = utc_now(), time.perf_counter()
+    tracker = EvaluationTracker(output_path=str(output_dir))  # starts lm-eval's clock
 
     tm = suite_task_manager(suite)
     task_objects = load_suite_tasks(suite, tm)
@@ -606,7 +711,7 @@ def evaluate_suite(
             if not in_memory and not Path(model).is_dir() and _is_cache_miss(err):
                 raise _missing_model_error(suite, str(model), settings.revision, err) from err
             raise
-        with _no_grad():
+        with torch.no_grad():
             results = lm_eval.simple_evaluate(
                 model=lm,
                 tasks=task_objects,
@@ -628,9 +733,6 @@ def evaluate_suite(
         return None
 
     samples = results.pop("samples", None)
-    results_path = atomic_write_text(
-        output_dir / f"{name}.lm_eval.json", _json_text(results) + "\n"
-    )
     samples_dir = None
     if samples:
         samples_dir = output_dir / f"{name}.samples"
@@ -638,6 +740,26 @@ def evaluate_suite(
             with atomic_output(samples_dir / f"{_safe_name(task)}.jsonl") as handle:
                 for row in rows:
                     handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    chat_template = None
+    if settings.apply_chat_template:
+        with contextlib.suppress(Exception):
+            chat_template = lm.chat_template(settings.apply_chat_template)
+    summary_path = output_dir / f"{name}.summary.json"
+    previous: list[str] = []
+    with contextlib.suppress(Exception):  # the files of the last run under this name
+        previous = list(read_json(summary_path)["provenance"]["lm_eval_files"])
+    lm_eval_files = _write_lm_eval_layout(
+        tracker,
+        output_dir,
+        results,
+        samples,
+        model_name=_model_name(model, model_dir),
+        settings=settings,
+        chat_template=chat_template,
+    )
+    results_path = atomic_write_text(
+        output_dir / f"{name}.lm_eval.json", lm_eval_files[0].read_text(encoding="utf-8")
+    )
 
     summary = summarize(results, suite)
     if summary["missing"]:
@@ -645,10 +767,7 @@ def evaluate_suite(
             "suite %s: missing metrics (NaN): %s", suite.name, "; ".join(summary["missing"])
         )
     config = results.get("config", {})
-    chat_template = None
-    if settings.apply_chat_template:
-        with contextlib.suppress(Exception):
-            chat_template = lm.chat_template(settings.apply_chat_template)
+    current = [path.relative_to(output_dir).as_posix() for path in lm_eval_files]
     summary["provenance"] = _plain(
         {
             "lm_eval_version": results.get("lm_eval_version"),
@@ -685,11 +804,16 @@ def evaluate_suite(
             "finished": utc_now(),
             "wall_time_s": round(time.perf_counter() - start, 3),
             "results_file": results_path.name,
+            "lm_eval_files": current,
             **(extra_provenance or {}),
         }
     )
-    summary_path = atomic_write_json(output_dir / f"{name}.summary.json", summary)
-    return EvalResult(summary, results_path, summary_path, samples_dir)
+    atomic_write_json(summary_path, summary)
+    for stale in set(previous) - set(current):  # a re-run replaces the last run's files
+        (output_dir / stale).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the model's folder, once empty
+            (output_dir / stale).parent.rmdir()
+    return EvalResult(summary, results_path, summary_path, samples_dir, lm_eval_files[0])
 
 
 def is_complete(summary: Mapping[str, Any]) -> bool:

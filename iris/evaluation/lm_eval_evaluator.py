@@ -8,9 +8,11 @@ run config's ``evaluation`` mapping, e.g. ::
 
 becomes an evaluator (via :func:`iris.evaluation.make_evaluator`) that the driver asks
 ``should_run(t, T)`` after each iteration and then ``evaluate(model_dir, iteration=t,
-output_dir=..., model=..., tokenizer=...)``. Unknown keys and bad values fail when the
-run starts, not after the first iteration's training. lm-eval's task index is built once
-and reused across iterations.
+output_dir=..., model=..., tokenizer=...)``. Its keys are the schedule's (``suite``,
+``every``, ``final``, ``name``) plus every :class:`~iris.evaluation.base.EvalSettings`
+field, inherited rather than restated. Unknown keys and bad values fail when the run
+starts, not after the first iteration's training. lm-eval's task index is built once and
+reused across iterations.
 """
 
 from __future__ import annotations
@@ -18,19 +20,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from iris.config import ConfigError, from_dict
-from iris.evaluation.base import MissingTokenizerError, register_evaluator, runs_at
-from iris.evaluation.harness import EvalSettings, check_backend, check_tokenizer, evaluate_suite
+from iris.evaluation.base import EvalSettings, MissingTokenizerError, register_evaluator, runs_at
+from iris.evaluation.harness import check_backend, check_tokenizer, evaluate_suite
 from iris.evaluation.suite import Suite, resolve_suite
 
 __all__ = ["LmEvalEvaluator"]
 
 
 @register_evaluator("lm_eval")
-@dataclasses.dataclass
-class LmEvalEvaluator:
+@dataclasses.dataclass(frozen=True)
+class LmEvalEvaluator(EvalSettings):
     """Scores an iteration's model on a suite with lm-eval (see :mod:`iris.evaluation.harness`)."""
 
     suite: str = dataclasses.field(
@@ -43,19 +45,6 @@ class LmEvalEvaluator:
     final: bool = dataclasses.field(
         default=True, metadata={"help": "Always evaluate after the last iteration."}
     )
-    limit: int | float | None = dataclasses.field(
-        default=None, metadata={"help": "Samples per (sub)task; None: all (testing only)."}
-    )
-    batch_size: int | str = 8
-    apply_chat_template: bool = False
-    fewshot_as_multiturn: bool = True
-    system_instruction: str | None = None
-    dtype: str = "auto"
-    device: str | None = None
-    backend: Literal["hf", "vllm"] = "hf"
-    bootstrap_iters: int = 100_000
-    log_samples: bool = False
-    model_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     name: str = dataclasses.field(
         default="", metadata={"help": "File prefix in the output directory (default: suite name)."}
     )
@@ -63,37 +52,28 @@ class LmEvalEvaluator:
     _suite: Suite = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # validates batch size, limit and bootstrap values now
         if self.every < 1:
             raise ValueError(f"every must be >= 1, got {self.every}")
-        self._suite = resolve_suite(self.suite)
-        _ = self.settings  # validates batch size, limit and bootstrap values now
+        object.__setattr__(self, "_suite", resolve_suite(self.suite))
         check_backend(self.backend)
         if not self.name:
-            self.name = self._suite.name
+            object.__setattr__(self, "name", self._suite.name)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LmEvalEvaluator:
         """Build from the ``evaluation`` mapping (without ``kind``); unknown keys fail loudly."""
-        return from_dict(cls, config, source="evaluation config")
+        try:
+            return from_dict(cls, config, source="evaluation config")
+        except ConfigError:
+            raise
+        except ValueError as err:
+            raise ConfigError(f"evaluation config: {err}") from err
 
     @property
     def settings(self) -> EvalSettings:
-        try:
-            return EvalSettings(
-                backend=self.backend,
-                batch_size=self.batch_size,
-                dtype=self.dtype,
-                device=self.device,
-                apply_chat_template=self.apply_chat_template,
-                fewshot_as_multiturn=self.fewshot_as_multiturn,
-                system_instruction=self.system_instruction,
-                limit=self.limit,
-                bootstrap_iters=self.bootstrap_iters,
-                log_samples=self.log_samples,
-                model_args=dict(self.model_args),
-            )
-        except ValueError as err:
-            raise ConfigError(f"evaluation config: {err}") from err
+        """How the model is run (the :class:`EvalSettings` fields of this config)."""
+        return EvalSettings.of(self)
 
     def should_run(self, iteration: int, num_iterations: int) -> bool:
         return runs_at(iteration, num_iterations, every=self.every, final=self.final)
