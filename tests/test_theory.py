@@ -451,6 +451,12 @@ GENERAL_NEGATIVE_CONTROLS = {
     "half_order_symmetry": ("rdv_objective", _general_swapped_objective),
     "half_order_bhattacharyya": ("rescaled_renyi", _general_d_for_r),
     "order_two_chi_square": ("rescaled_renyi", _general_d_for_r),
+    "tilted_risk_small_tilt": ("tilted_risk", _general_doubled_risk),
+    "tilted_risk_monotone_and_bounded": ("tilted_risk", _general_doubled_risk),
+    "alpha_one_objective_limit": ("rdv_objective", _general_swapped_objective),
+    "alpha_one_renyi_limit": ("rescaled_renyi", _general_d_for_r),
+    "alpha_zero_objective_limit": ("rdv_objective", _general_swapped_objective),
+    "alpha_zero_renyi_limit": ("rescaled_renyi", _general_d_for_r),
 }
 
 

@@ -11,18 +11,29 @@ not do on its own are made explicit and are all valid rewrites:
 - `on_index`: replace every `x[j]` of an `IndexedBase` x by an expression in j (the
   substitution of a value for a free function of the atom);
 - `inside_range`: the derivative of `Σ_i f(x_i)` in `x_k` is `Piecewise((f'(x_k), k ≤ n),
-  (0, True))` after `doit`; for an atom k of the range (1 ≤ k ≤ n) the first branch holds.
+  (0, True))` after `doit`; for an atom k of the range (1 ≤ k ≤ n) the first branch holds;
+- `canonical_sums`: a sum over j = 1..n is renamed to the index i (a bound variable's name
+  does not matter) and a sum of an index-free term c is n·c;
+- `sum_series`: the Taylor polynomial in x of a smooth function of sums Σ_i f(i, x), term
+  by term (see its docstring: every step is a sympy computation or a stated theorem).
+
+Derivatives along a direction: where a gradient over n coordinates is needed, the claims
+take d/dt F(θ + t v) at t = 0, which is Σ_k v_k ∂F/∂θ_k [stated: chain rule]; an identity
+d/dt F(θ + t v)|₀ = Σ_k v_k G_k for every v gives ∂F/∂θ_k = G_k (v = e_k). Likewise
+d²/dt² F(θ + t v)|₀ = vᵀ ∇²F v, and F is convex iff this is ≥ 0 for every θ, v [stated].
 """
 
 from __future__ import annotations
 
 import sympy as sp
+from sympy.core.function import AppliedUndef
 
-from theory.checks import rewrite_exp_log
+from theory.checks import rewrite_exp_log, series_terms
 from theory.registry import ClaimFailed
 
 N = sp.Symbol("n", integer=True, positive=True)
 IX = sp.Symbol("i", integer=True, positive=True)
+JX = sp.Symbol("j", integer=True, positive=True)  # a second summation index
 K = sp.Symbol("k", integer=True, positive=True)
 
 
@@ -34,9 +45,9 @@ def real_base(name: str) -> sp.IndexedBase:
     return sp.IndexedBase(name, real=True)
 
 
-def total(summand: sp.Expr) -> sp.Sum:
-    """`Σ_{i=1}^n summand` (summand written in the index `IX`)."""
-    return sp.Sum(summand, (IX, 1, N))
+def total(summand: sp.Expr, index: sp.Symbol = IX) -> sp.Sum:
+    """`Σ_{i=1}^n summand` (summand written in `index`, `IX` by default)."""
+    return sp.Sum(summand, (index, 1, N))
 
 
 def linear_sums(expr: sp.Expr) -> sp.Expr:
@@ -51,6 +62,21 @@ def linear_sums(expr: sp.Expr) -> sp.Expr:
         return result
 
     return expr.replace(lambda e: isinstance(e, sp.Sum), split)
+
+
+def canonical_sums(expr: sp.Expr) -> sp.Expr:
+    """Rename the index of every single sum Σ_{j=1}^n f(j) to `IX` (when f has no free `IX`)
+    and evaluate a sum of an index-free term, Σ_{j=1}^n c = n c."""
+
+    def rename(s: sp.Sum) -> sp.Expr:
+        ((index, low, high),) = s.limits
+        if not s.function.has(index):
+            return s.function * (high - low + 1)
+        if index == IX or IX in s.function.free_symbols or s.function.has(sp.Sum):
+            return s
+        return sp.Sum(s.function.xreplace({index: IX}), (IX, low, high))
+
+    return expr.replace(lambda e: isinstance(e, sp.Sum) and len(e.limits) == 1, rename)
 
 
 def on_index(expr: sp.Expr, base: sp.IndexedBase, value) -> sp.Expr:
@@ -81,7 +107,7 @@ def is_zero(expr: sp.Expr, normalised: dict | None = None) -> bool:
     """True when `expr` simplifies to 0 after the exp/log rewrite, splitting the sums and
     the substitutions `normalised` (e.g. {Σ p: 1})."""
     try:
-        expr = linear_sums(rewrite_exp_log(expr))
+        expr = canonical_sums(linear_sums(rewrite_exp_log(expr)))
         if normalised:
             expr = expr.subs(normalised)
         return sp.simplify(expr) == 0
@@ -92,6 +118,53 @@ def is_zero(expr: sp.Expr, normalised: dict | None = None) -> bool:
 def require_zero(expr: sp.Expr, what: str, normalised: dict | None = None) -> None:
     if not is_zero(expr, normalised):
         raise ClaimFailed(f"{what} (general n): does not simplify to 0")
+
+
+def sum_series(
+    expr: sp.Expr, x: sp.Symbol, order: int, sum_order: int, normalised: dict | None = None
+) -> sp.Expr:
+    """Taylor polynomial in `x` at 0, up to x**order, of a smooth function of `x` and of
+    finite sums `Σ_{i=1}^n f(i, x)`, n symbolic. Every step is checked or a stated theorem:
+
+    (1) per term: sympy's `series` of the generic summand, f(i, x) = Σ_{k ≤ m} c_k(i) x^k +
+        x^{m+1} ρ_i(x) with ρ_i smooth [stated: Taylor's theorem], m = `sum_order`;
+    (2) linearity of finite sums: Σ_i f(i, x) = Σ_{k ≤ m} x^k Σ_i c_k(i) + x^{m+1} ρ(x) with
+        ρ = Σ_i ρ_i smooth (n is finite); each Σ_i c_k(i) is named by a fresh symbol (a sum
+        in `normalised`, e.g. Σ p = 1, by its value) and ρ by an undefined function ρ(x);
+    (3) the outer expression, a function of finitely many symbols, is expanded with sympy's
+        `series`; a negative power of x that does not cancel fails the claim
+        (`checks.series_terms`), and so does any ρ left in the result — that is the check
+        that m is large enough for the remainders not to reach x**order;
+    (4) the sums are substituted back.
+    """
+    normalised = normalised or {}
+    names: dict[sp.Sum, sp.Symbol] = {}
+    replacement = {}
+    for number, s in enumerate(sorted(expr.atoms(sp.Sum), key=sp.default_sort_key)):
+        polynomial = sp.expand(sp.series(s.function, x, 0, sum_order + 1).removeO())
+        value = sp.Integer(0)
+        for k in range(sum_order + 1):
+            coefficient = polynomial.coeff(x, k)
+            if coefficient == 0:
+                continue
+            partial_sum = sp.Sum(coefficient, *s.limits)
+            if partial_sum in normalised:
+                value += normalised[partial_sum] * x**k
+                continue
+            if partial_sum not in names:
+                positive = True if coefficient.is_positive else None
+                names[partial_sum] = sp.Symbol(f"S_{len(names)}", real=True, positive=positive)
+            value += names[partial_sum] * x**k
+        if s.function.has(x):
+            value += x ** (sum_order + 1) * sp.Function(f"rho_{number}")(x)
+        replacement[s] = value
+    try:
+        polynomial = series_terms(expr.xreplace(replacement), x, order)
+    except ClaimFailed as error:
+        raise ClaimFailed(f"sum_series (general n): {error}") from error
+    if polynomial.atoms(AppliedUndef):
+        raise ClaimFailed(f"sum_series (general n): a remainder reaches order {order}")
+    return polynomial.xreplace({symbol: s for s, symbol in names.items()})
 
 
 # Closed forms over n atoms (as in theory.divergences, with sums over the index IX).

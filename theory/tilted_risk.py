@@ -130,6 +130,7 @@ def tilted_risk_gradient_is_softmax() -> None:
 @claim(
     source="[derived] objective.md 'Tilted risk': TR_0 = mean",
     method="symbolic",
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[tilted_risk_small_tilt]",
         f"{LOSS_TESTS}::test_tilted_risk_small_tilt_matches_mean_plus_half_variance",
@@ -143,6 +144,11 @@ def tilted_risk_small_tilt() -> None:
     the mean, and the first-order term is half the variance. For the annotated IRIS term,
     τ = 1 − α and ℓ = −r⁺ (see theory.limits.alpha_one_objective_limit).
     Checked with `limit` and `series` for three symbolic losses, uniform and generic π.
+    General n (theory.general.sum_series, n symbolic): (1) per term π_i e^{τℓ_i} =
+    π_i (1 + τℓ_i + τ²ℓ_i²/2) + O(τ³) (sympy `series` of the generic term); (2) linearity of
+    finite sums; (3) `series` of (1/τ) log(Σ…/Σπ) in the three sums as symbols, the
+    remainder checked not to reach order τ; the result equals Σπℓ/Σπ +
+    (τ/2) Σπ(ℓ − m)²/Σπ (identity of indexed sums). The limit is the τ⁰ term (no pole).
     Enforced by tests/test_theory.py::test_claim[tilted_risk_small_tilt] and
     tests/test_theory_losses.py::test_tilted_risk_small_tilt_matches_mean_plus_half_variance.
     """
@@ -154,6 +160,14 @@ def tilted_risk_small_tilt() -> None:
         require_identity(sp.limit(value, tau, 0), centre, "limit tau->0 of TR")
         expansion = series_terms(value, tau, 1)
         require_identity(expansion, centre + tau / 2 * variance(losses, weights), "series of TR")
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    ell, base = G.real_base("l"), G.positive_base("pi")
+    value = G.tilted_risk(lambda j: ell[j], tau, lambda j: base[j])
+    expansion = G.sum_series(value, tau, 1, 2)
+    mass = G.total(base[G.IX])
+    centre = G.total(base[G.IX] * ell[G.IX]) / mass
+    spread = G.total(base[G.IX] * (ell[G.IX] - centre) ** 2) / mass
+    G.require_zero(expansion - (centre + tau / 2 * spread), "series of TR in tau")
 
 
 @claim(
@@ -278,6 +292,7 @@ def gibbs_inequality() -> None:
 @claim(
     source="[derived] objective.md 'Tilted risk': min ≤ TR ≤ max, nondecreasing, limits ±∞",
     method="symbolic",
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[tilted_risk_monotone_and_bounded]",
         f"{LOSS_TESTS}::test_tilted_risk_monotone_and_bounded",
@@ -290,12 +305,21 @@ def tilted_risk_monotone_and_bounded() -> None:
     n atoms, n symbolic (tilt_derivative_nonnegative): for τ ≠ 0, d/dτ TR_τ = KL(w_τ‖π̄)/τ² =
     Σ_i w_i (π̄_i/w_i − 1)² h(π̄_i/w_i)/τ² with h > 0, a sum of nonnegative terms; at τ = 0 the
     derivative is Var_π(ℓ)/2 (tilted_risk_small_tilt) = Σ π_i (ℓ_i − m)²/(2Σπ) ≥ 0, a sum of
-    squares (checked). The limits are a 3-atom instance. TR_τ is C¹ in τ (analytic, with the removable point τ = 0), so by the
+    squares (checked). TR_τ is C¹ in τ (analytic, with the removable point τ = 0), so by the
     mean-value theorem [stated theorem] a nonnegative derivative makes it nondecreasing.
-    Limits: checked with `limit` for
-    sorted losses (m, m + d_1, m + d_1 + d_2), d_i > 0, after removing m by
-    tilted_risk_shift_equivariance (gruntz needs the sign of each exponent). The bounds
-    follow: TR_{−∞} ≤ TR_τ ≤ TR_{+∞}.
+    Limits, for n atoms, n symbolic (tilted_risk_limits, every step checked by sympy or a
+    stated theorem): with M = max ℓ = ℓ_m write ℓ_i = M − d_i, d_i ≥ 0, d_m = 0;
+    (1) TR_τ(ℓ) = M + TR_τ(−d) (identity); for τ > 0:
+    (2) upper bound: TR_τ(−d) = −log(1 + V)/τ with V = Σ_i π_i u_i / Σ_i π_i e^{−τd_i},
+        u_i = 1 − e^{−τd_i} = ∫_0^{τd_i} e^{−s} ds ≥ 0 (identities; ≥ 0 by assumptions), so
+        TR_τ(−d) ≤ 0;
+    (3) lower bound: Σ_i π_i e^{−τd_i} = π_m + R with R ≥ 0 the sum over the other atoms
+        [a sum of positive terms], and TR_τ(−d) − log(π_m/Σπ)/τ = log(1 + R/π_m)/τ ≥ 0;
+    (4) log(π_m/Σπ)/τ → 0 as τ → +∞ (`limit`), so TR_τ(ℓ) → M [stated: squeeze theorem];
+    (5) TR_{−τ}(ℓ) = −TR_τ(−ℓ) (identity), so TR_τ(ℓ) → −max(−ℓ) = min ℓ as τ → −∞.
+    The limits are also checked with `limit` on three sorted losses (0, d_1, d_1 + d_2),
+    d_i > 0 (gruntz needs the sign of each exponent). The bounds follow:
+    TR_{−∞} ≤ TR_τ ≤ TR_{+∞}.
     Enforced by tests/test_theory.py::test_claim[tilted_risk_monotone_and_bounded] and
     tests/test_theory_losses.py::test_tilted_risk_monotone_and_bounded.
     """
@@ -310,3 +334,50 @@ def tilted_risk_monotone_and_bounded() -> None:
     losses = real_symbols("l1:4")
     base = positive_symbols("pi1:4")
     require(variance(losses, base).is_nonnegative, "Var >= 0 (derivative at tau = 0)")
+    tilted_risk_limits()
+
+
+def tilted_risk_limits() -> None:
+    """TR_τ(ℓ) → max ℓ (τ → +∞) and → min ℓ (τ → −∞) for n atoms, n symbolic: the steps
+    (1)–(5) of tilted_risk_monotone_and_bounded's docstring, each checked here."""
+    d = sp.IndexedBase("d", nonnegative=True)
+    u = sp.IndexedBase("u", nonnegative=True)
+    ell, base = G.real_base("l"), G.positive_base("pi")
+    top = sp.Symbol("M", real=True)
+    tau = sp.Symbol("tau", positive=True)
+    s = sp.Symbol("s", real=True)
+    pi_m, mass = positive_symbols("pi_m Pi")  # π_m and Σ_i π_i
+    other = sp.Symbol("R", nonnegative=True)  # Σ_{i ≠ m} π_i e^{−τd_i}
+    pi_ = lambda j: base[j]  # noqa: E731
+    down = G.tilted_risk(lambda j: -d[j], tau, pi_)
+    # (1) shift: TR(M − d) = M + TR(−d).
+    G.require_zero(G.tilted_risk(lambda j: top - d[j], tau, pi_) - top - down, "TR(M - d)")
+    # (2) upper bound.
+    decay = G.total(base[G.IX] * sp.exp(-tau * d[G.IX]))
+    G.require_zero(down + sp.log(G.total(base[G.IX]) / decay) / tau, "TR(-d) = -log(1+V)/tau")
+    G.require_zero(
+        G.total(base[G.IX]) / decay
+        - 1
+        - G.total(base[G.IX] * (1 - sp.exp(-tau * d[G.IX]))) / decay,
+        "1 + V = sum pi / sum pi e^(-tau d)",
+    )
+    x = sp.Symbol("x", nonnegative=True)
+    require_identity(sp.integrate(sp.exp(-s), (s, 0, x)), 1 - sp.exp(-x), "1 - e^-x = int e^-s")
+    require(sp.exp(-s).is_positive, "e^-s > 0")
+    v = G.total(base[G.IX] * u[G.IX]) / decay
+    require((-sp.log(1 + v) / tau).is_nonpositive, "TR(-d) = -log(1 + V)/tau <= 0")
+    # (3) lower bound.
+    require_identity(
+        sp.log((pi_m + other) / mass) / tau - sp.log(pi_m / mass) / tau,
+        sp.log(1 + other / pi_m) / tau,
+        "TR(-d) - log(pi_m/sum pi)/tau",
+    )
+    require((sp.log(1 + other / pi_m) / tau).is_nonnegative, "lower bound gap >= 0")
+    # (4) the lower bound tends to 0 (then the squeeze theorem, stated).
+    require_identity(sp.limit(sp.log(pi_m / mass) / tau, tau, sp.oo), 0, "log(pi_m/Pi)/tau -> 0")
+    # (5) reflection: TR_{−τ}(ℓ) = −TR_τ(−ℓ).
+    sigma = sp.Symbol("sigma", real=True, nonzero=True)
+    G.require_zero(
+        G.tilted_risk(lambda j: ell[j], -sigma, pi_) + G.tilted_risk(lambda j: -ell[j], sigma, pi_),
+        "TR_(-tau)(l) = -TR_tau(-l)",
+    )
