@@ -1,25 +1,18 @@
-"""Configs: pydantic models are the schema, YAML supplies the values, dotted flags override them.
+"""Reading configs: YAML values and ``--section.key value`` overrides into pydantic models.
 
-Why pydantic: it validates types and value ranges declared on the fields (``Field(gt=0)``)
-and reports every failure with its location (``("data", "n_train")``), which becomes the
-key path of a one-line message with the file and its 1-based line. It is already installed
-with DeepSpeed, lm-eval and typer. The alternatives were weighed: OmegaConf structured
-configs report key paths too but have no Literal or range constraints and are a new
-dependency; ``HfArgumentParser``/``TrlParser`` flatten sections into one namespace (no
-``model.*``/``data.*``), which the configs under ``experiments/`` rely on.
-
-What is left here is the adapter: YAML 1.2 floats (PyYAML reads ``5e-7`` as a string), the
-line of each key, ``--section.key value`` overrides parsed with the field's type, messages
-with a did-you-mean for unknown keys, the help listing, and the keys that do not change
-results (``json_schema_extra={"affects_results": False}``, or ``NON_RESULT_KEYS`` for
-entries of free-form mappings) for the resume check of :mod:`iris.runs`.
-
-The ``training`` section is a free-form mapping validated by the trainer's config class
-(:func:`iris.selfplay.trainer_args`), with :func:`check_scalar_fields` for its scalars.
+Why pydantic (the schema is :mod:`iris.schema`): it checks the types and ranges declared on
+the fields and locates every failure (``("data", "n_train")``), which becomes a one-line
+message with the key path, the file and its 1-based line; it comes with DeepSpeed, lm-eval
+and typer. OmegaConf has no Literal or range constraints and would be a new dependency;
+``HfArgumentParser``/``TrlParser`` flatten the sections (``model.*``, ``data.*``) that the
+configs under ``experiments/`` use. What remains here: YAML-1.2 floats (PyYAML reads
+``5e-7`` as a string), the line of each key, overrides parsed with the field's type,
+did-you-mean for unknown keys, the help listing and the keys that do not change results.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import functools
@@ -30,10 +23,12 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from iris.schema import DataConfig, GenerationConfig, ModelConfig, SelfPlayConfig
 
 T = TypeVar("T")
 
@@ -58,11 +53,6 @@ class ConfigError(ValueError):
     """An invalid config: unknown key, wrong type, bad value. The message names key and source."""
 
 
-# --------------------------------------------------------------------------------------
-# YAML with YAML-1.2 floats, and the line of every key
-# --------------------------------------------------------------------------------------
-
-
 class _Loader(yaml.SafeLoader):
     """SafeLoader that reads ``5e-7``, ``1E3`` and ``.inf`` as floats, as YAML 1.2 does."""
 
@@ -85,15 +75,11 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _text(text_or_path: str | os.PathLike) -> str:
-    if isinstance(text_or_path, os.PathLike):
-        return Path(text_or_path).read_text(encoding="utf-8")
-    return text_or_path
-
-
 def load_yaml(text_or_path: str | os.PathLike) -> Any:
     """Parse YAML (a path or a YAML string) with YAML-1.2 float syntax."""
-    return yaml.load(_text(text_or_path), Loader=_Loader)  # a SafeLoader subclass
+    if isinstance(text_or_path, os.PathLike):
+        text_or_path = Path(text_or_path).read_text(encoding="utf-8")
+    return yaml.load(text_or_path, Loader=_Loader)  # a SafeLoader subclass
 
 
 def _key_lines(text: str) -> dict[tuple[Any, ...], int]:
@@ -119,11 +105,6 @@ def _key_lines(text: str) -> dict[tuple[Any, ...], int]:
     return lines
 
 
-# --------------------------------------------------------------------------------------
-# Errors in words
-# --------------------------------------------------------------------------------------
-
-
 def suggest(key: str, candidates: Sequence[str]) -> str:
     """' Did you mean ...?' for a mistyped key (or the valid keys), to end an error message."""
     close = difflib.get_close_matches(key, list(candidates), n=3, cutoff=0.6)
@@ -133,10 +114,7 @@ def suggest(key: str, candidates: Sequence[str]) -> str:
 
 
 def _dotted(loc: Sequence[Any]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).removeprefix(".")
 
 
 def _fields_at(cls: Any, loc: Sequence[Any]) -> list[str]:
@@ -182,11 +160,6 @@ def _explain(
     return ConfigError("\n".join(messages[:3]) + (" …" if len(messages) > 3 else ""))
 
 
-# --------------------------------------------------------------------------------------
-# Building, dumping, overriding
-# --------------------------------------------------------------------------------------
-
-
 def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
@@ -227,13 +200,9 @@ def from_dict(
         raise ConfigError(f"{source}: invalid {_dotted(prefix) or cls.__name__}: {err}") from None
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-    """A config (pydantic model or dataclass) as plain nested dicts/lists (JSON-safe)."""
-    if isinstance(config, BaseModel):
-        return config.model_dump(mode="json")
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return TypeAdapter(type(config)).dump_python(config, mode="json")
-    raise TypeError(f"expected a config instance, got {type(config).__name__}")
+def to_dict(config: BaseModel) -> dict[str, Any]:
+    """A config as plain nested dicts/lists (JSON-safe), as the run manifest records it."""
+    return config.model_dump(mode="json")
 
 
 def parse_overrides(args: Sequence[str]) -> list[tuple[str, str]]:
@@ -312,7 +281,7 @@ def apply_overrides(
 ) -> dict[str, Any]:
     """Apply dotted overrides to a raw config mapping, parsing each value with the field's
     type; returns a new nested dict. Unknown keys fail with a did-you-mean."""
-    result = _copy(data)
+    result = copy.deepcopy(dict(data or {}))
     for key, text in overrides.items() if isinstance(overrides, Mapping) else overrides:
         parts = key.split(".")
         section: Any = cls  # None inside a free-form mapping
@@ -347,18 +316,14 @@ def apply_overrides(
     return result
 
 
-def _copy(data: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: _copy(v) if isinstance(v, Mapping) else v for k, v in (data or {}).items()}
-
-
 def load_config(
     cls: type[T],
     path: str | os.PathLike | None = None,
-    overrides: Sequence[str] | Sequence[tuple[str, str]] | Mapping[str, str] = (),
+    overrides: Sequence[str] | Mapping[str, str] = (),
 ) -> T:
     """Load ``cls`` from a YAML file (optional) plus overrides (raw arguments such as
-    ``["--data.n_train", "100"]``, ``(key, text)`` pairs or a mapping). Every error names
-    the key, and the file and line or the override."""
+    ``["--data.n_train", "100"]``, or a mapping ``{"data.n_train": "100"}``). Every error
+    names the key, and the file and line or the override."""
     source, data, lines = "<defaults>", {}, {}
     if path is not None:
         path = Path(path)
@@ -375,10 +340,8 @@ def load_config(
         lines = _key_lines(text)
     if isinstance(overrides, Mapping):
         pairs = [(str(k), str(v)) for k, v in overrides.items()]
-    elif overrides and all(isinstance(o, str) for o in overrides):
-        pairs = parse_overrides(overrides)  # type: ignore[arg-type]
     else:
-        pairs = [(str(k), str(v)) for k, v in overrides]  # type: ignore[misc]
+        pairs = parse_overrides([str(o) for o in overrides])
     try:
         cls.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as err:  # the file's own unknown keys come before the overrides'
@@ -404,11 +367,6 @@ def check_scalar_fields(cls: type, values: Mapping[str, Any], prefix: str) -> No
                 TypeAdapter(hints[key]).validate_python(value, strict=True)
             except ValidationError as err:
                 raise _explain(err, None, "", (*prefix.rstrip(".").split("."), key)) from None
-
-
-# --------------------------------------------------------------------------------------
-# Help and result-affecting keys
-# --------------------------------------------------------------------------------------
 
 
 def _type_name(tp: Any) -> str:
@@ -449,207 +407,3 @@ def non_result_keys(config_or_cls: Any) -> list[str]:
         elif _is_model(field.annotation):
             keys.extend(f"{name}.{k}" for k in non_result_keys(field.annotation))
     return sorted(set(keys))
-
-
-# --------------------------------------------------------------------------------------
-# The self-play schema
-# --------------------------------------------------------------------------------------
-
-
-def _field(default: Any = ..., help: str = "", *, result: bool = True, **constraints: Any) -> Any:
-    extra = None if result else {"affects_results": False}
-    if isinstance(default, type):  # a default factory (dict, list, a section)
-        return Field(default_factory=default, description=help, json_schema_extra=extra)
-    return Field(default, description=help, json_schema_extra=extra, **constraints)
-
-
-class Section(BaseModel):
-    """A config section: strict types (no "5" for 5, no 1 for true), unknown keys refused."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-Dtype = Literal["float32", "bfloat16", "float16", "auto"]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-
-
-class ModelConfig(Section):
-    """The starting checkpoint θ0."""
-
-    name_or_path: str = _field(
-        ..., "Hub id (e.g. alignment-handbook/zephyr-7b-sft-full) or local directory.", min_length=1
-    )
-    revision: str | None = _field(
-        None, "Hub commit/tag to pin (record it: ac6e600e... for Zephyr in SPIN)."
-    )
-    dtype: Dtype = _field(
-        "float32", "Weights dtype; 'auto' keeps the checkpoint's dtype. Use bfloat16 on GPUs."
-    )
-    train_dtype: Dtype | None = _field(
-        None,
-        "Dtype the training stage loads the weights in (null: model.dtype). Keep float32 "
-        "under plain DDP (bf16 mixed precision computes in bf16 but updates fp32 weights; "
-        "pure-bf16 weights lose updates at lr 5e-7); ZeRO/FSDP keep fp32 masters anyway.",
-    )
-
-
-class DataConfig(Section):
-    """Annotated (prompt, response) pairs: source, subset sizes and held-out prompts."""
-
-    source: str = _field(
-        ...,
-        "Hub dataset id (HuggingFaceH4/ultrachat_200k) or a local .jsonl/.json/.parquet/.arrow "
-        "file or saved dataset.",
-        min_length=1,
-    )
-    split: str = _field("train_sft", "Split to read (hub or saved DatasetDict).")
-    revision: str | None = _field(None, "Hub dataset commit to pin.")
-    n_train: Annotated[int, Field(gt=0)] | None = _field(
-        50_000,
-        "Training pairs (nested subsets: a smaller n is a prefix of a larger one); null = all.",
-    )
-    n_heldout: int = _field(0, "Held-out prompts (never among the training prompts).", ge=0)
-    heldout_split: str | None = _field(
-        None, "Take held-out prompts from this split (e.g. test_sft) instead of the training pool."
-    )
-    seed: int = _field(0, "Seed of the subset selection.")
-    skip_invalid: bool = _field(
-        False, "Skip (and count) rows failing validation instead of raising."
-    )
-    repeated_prompts: bool = _field(
-        False,
-        "Several annotated responses per prompt (the embedded testbed): rows are not "
-        "deduplicated by prompt; no held-out prompts.",
-    )
-
-    @model_validator(mode="after")
-    def _no_heldout_with_repeats(self) -> DataConfig:
-        if self.repeated_prompts and self.n_heldout:
-            raise ValueError(
-                "data.n_heldout must be 0 with data.repeated_prompts (held-out prompts would "
-                "repeat training prompts)"
-            )
-        return self
-
-
-class GenerationConfig(Section):
-    """Sampling of the synthetic responses."""
-
-    backend: Literal["hf", "vllm", "auto"] = _field(
-        "hf",
-        "'hf' (transformers generate), 'vllm' (GPU extra), or 'auto' (vllm when installed and "
-        "a GPU is present).",
-    )
-    temperature: float = _field(1.0, "Sampling temperature; 0 = greedy.", ge=0, allow_inf_nan=False)
-    top_p: float = _field(1.0, "Nucleus sampling mass; 1 = off.", gt=0, le=1)
-    top_k: int = _field(0, "Top-k sampling; 0 = off.", ge=0)
-    max_new_tokens: int = _field(256, "Generation limit (SPIN: 256).", gt=0)
-    batch_size: int = _field(
-        16, "Prompts per HF generate call (changes padding, so results).", gt=0
-    )
-    shard_size: int = _field(
-        1024,
-        "Prompts per resumable shard (rounded up to a multiple of batch_size).",
-        result=False,
-        gt=0,
-    )
-    tensor_parallel_size: int = _field(1, "vLLM tensor parallelism.", gt=0)
-    vllm_kwargs: dict[str, Any] = _field(
-        dict, "Extra keyword arguments for vllm.LLM (e.g. gpu_memory_utilization)."
-    )
-
-
-class SelfPlayConfig(Section):
-    """One self-play run: model × data × method, for ``iterations`` iterations.
-
-    ``learning_rates``/``betas`` give per-iteration values (one per iteration) that replace
-    ``training.learning_rate``/``training.beta`` (SPIN: 5e-7 then 1e-7 from iteration 2;
-    β raised at the last iteration). See :meth:`training_for_iteration`.
-    """
-
-    # Entries of free-form mappings that do not change results.
-    NON_RESULT_KEYS: ClassVar[tuple[str, ...]] = (
-        *(
-            f"training.{key}"
-            for key in (
-                "output_dir",
-                "logging_dir",
-                "logging_steps",
-                "logging_first_step",
-                "logging_strategy",
-                "log_level",
-                "report_to",
-                "run_name",
-                "disable_tqdm",
-                "save_steps",
-                "save_strategy",
-                "save_total_limit",
-                "dataloader_num_workers",
-                "ddp_backend",
-                "ddp_timeout",
-            )
-        ),
-        "generation.vllm_kwargs.gpu_memory_utilization",
-    )
-
-    model: ModelConfig = _field(..., "Starting checkpoint θ0.")
-    data: DataConfig = _field(..., "Annotated data and subsets.")
-    generation: GenerationConfig = _field(GenerationConfig, "Synthetic-response sampling.")
-    training: dict[str, Any] = _field(
-        dict, "Passed to the trainer's config (IrisConfig, a trl.DPOConfig); validated there."
-    )
-    iterations: int = _field(5, "Self-play iterations (0 … T−1).", ge=1)
-    synthetic_from: Literal["current", "previous_and_current"] = _field(
-        "current",
-        "Synthetic responses of iteration t: from θt, or from θt−1 ∪ θt (SPIN's option).",
-    )
-    learning_rates: list[Positive] | None = _field(
-        None, "Per-iteration learning rate (one per iteration) replacing training.learning_rate."
-    )
-    betas: list[Positive] | None = _field(
-        None, "Per-iteration β (one per iteration) replacing training.beta."
-    )
-    per_iteration: dict[str, list[Any]] = _field(
-        dict,
-        "Other training keys with one value per iteration, e.g. T-SPIN's {lam: [0, 0.1, 0.1]}.",
-    )
-    seed: int = _field(0, "Run seed (generation and training seeds derive from it).")
-    evaluation: dict[str, Any] = _field(
-        dict, "Evaluation settings (tasks, limits), read by the evaluation stage."
-    )
-    output_dir: str | None = _field(
-        None,
-        "Run directory (default: $IRIS_RUNS_DIR/<config's folder>/<config name>, as "
-        "experiments/sweep.py names it).",
-        result=False,
-    )
-
-    @model_validator(mode="after")
-    def _one_value_per_iteration(self) -> SelfPlayConfig:
-        for name in ("learning_rates", "betas"):
-            values = getattr(self, name)
-            if values is not None and len(values) != self.iterations:
-                raise ValueError(
-                    f"{name} has {len(values)} values but iterations = {self.iterations} "
-                    "(give one per iteration)"
-                )
-        for key, values in self.per_iteration.items():
-            if len(values) != self.iterations:
-                raise ValueError(
-                    f"per_iteration.{key} needs one value per iteration ({self.iterations}), "
-                    f"got {values!r}"
-                )
-        return self
-
-    def training_for_iteration(self, iteration: int) -> dict[str, Any]:
-        """The ``training`` mapping for iteration ``t`` with its learning rate and β applied."""
-        if not 0 <= iteration < self.iterations:
-            raise ValueError(f"iteration {iteration} outside 0..{self.iterations - 1}")
-        training = dict(self.training)
-        if self.learning_rates is not None:
-            training["learning_rate"] = self.learning_rates[iteration]
-        if self.betas is not None:
-            training["beta"] = self.betas[iteration]
-        for key, values in self.per_iteration.items():
-            training[key] = values[iteration]
-        return training

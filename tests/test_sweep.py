@@ -43,11 +43,11 @@ def test_override_values_round_trip():
         parsed = load_config(
             SelfPlayConfig,
             None,
-            [
-                ("model.name_or_path", "m"),
-                ("data.source", "d"),
-                ("evaluation", json.dumps({"v": value})),
-            ],
+            {
+                "model.name_or_path": "m",
+                "data.source": "d",
+                "evaluation": json.dumps({"v": value}),
+            },
         ).evaluation["v"]
         assert parsed == value, (value, text)
     assert (
