@@ -227,6 +227,8 @@ def _preference_row(
         _string(second, synthetic, where, allow_empty=True)
         if has_prompt:
             return _string(row["prompt"], "prompt", where), first, second
+        if not second:
+            raise _invalid(where, "prompt", f"is missing, and {synthetic!r} is empty")
         example = maybe_extract_prompt({"chosen": first, "rejected": second})
         prompt = example["prompt"]
         if not prompt.strip():
@@ -240,11 +242,12 @@ def _preference_row(
     example: dict[str, Any] = {"chosen": chosen, "rejected": rejected}
     if has_prompt:
         prompt_value = row["prompt"]
-        example["prompt"] = (
-            _messages(prompt_value, "prompt", where)
-            if not isinstance(prompt_value, str)
-            else _string(prompt_value, "prompt", where)
-        )
+        if isinstance(prompt_value, str):
+            example["prompt"] = _string(prompt_value, "prompt", where)
+        else:
+            example["prompt"] = _messages(prompt_value, "prompt", where)
+            if not example["prompt"]:
+                raise _invalid(where, "prompt", "is an empty list of messages")
     given_prompt = example.get("prompt")
     if (
         isinstance(given_prompt, list)

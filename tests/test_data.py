@@ -696,3 +696,29 @@ def test_readme_data_format_examples_load(tmp_path):
         if "generated" in loaded.records[0]:
             assert [g["text"] for g in given_synthetic(path).values()] == ["9", "Cusco", "5"]
     assert layouts == ["chat", "pairs", "spin", "preference", "preference"]
+
+
+_TEXTS = st.sampled_from(["", " ", "a", "a b", "a c"])
+_MESSAGES = st.lists(
+    st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["user", "assistant", "system", 3]),
+            "content": st.one_of(_TEXTS, st.none()),
+        }
+    ),
+    max_size=4,
+)
+_VALUES = st.one_of(st.none(), _TEXTS, _MESSAGES, st.integers(), st.lists(_TEXTS, max_size=2))
+_FIELDS = ("prompt", "chosen", "rejected", "real", "generated", "messages", "response")
+
+
+@settings(deadline=None, max_examples=400)
+@given(st.fixed_dictionaries({}, optional=dict.fromkeys(_FIELDS, _VALUES)))
+def test_any_row_is_a_record_or_a_data_error(row):
+    try:
+        record = iris_data.row_to_record(row, where="f.jsonl line 1", index=0)
+    except DataError as err:
+        assert str(err).startswith("f.jsonl line 1: ")
+        return
+    assert record["prompt"].strip() and record["real"].strip()
+    assert isinstance(record.get("generated", ""), str)
