@@ -1,10 +1,10 @@
-"""paper_figures: one script per table or figure of the paper, and ``make_all`` to rebuild them.
+"""paper_figures: every table and figure of the paper, rebuilt by one command.
 
-    python -m paper_figures.make_all --runs RUNS_DIR --out OUT_DIR
+    python -m paper_figures.make_all --runs RUNS_DIR --out OUT_DIR [--only NAME ...]
 
 rebuilds everything from the run directories under ``RUNS_DIR`` (found recursively) and
 lists what it could not build and why, also in ``OUT_DIR/INDEX.md`` with every caption.
-Each script also runs alone (``python -m paper_figures.fig_training_curves --runs … --out …``):
+The artefacts are the entries of :data:`paper_figures.make_all.ARTEFACTS`:
 
     table_benchmarks            table_<suite>.md/.tex: rows method × iteration, the suite's benchmarks, Avg., Δ
     table_reference             table_reference_<suite>.md/.tex: averages next to published numbers
@@ -16,5 +16,15 @@ Each script also runs alone (``python -m paper_figures.fig_training_curves --run
     fig_testbed                 forward KL, reverse KL, TV to the testbed target vs iteration
     fig_data_efficiency         score vs number of annotated samples, SFT vs self-play
 
-Only ``fig_weight_profiles`` imports torch; the others use :mod:`analysis` alone.
+Each is also an attribute of this package with ``build(records, out_dir)`` and
+``main(argv)`` (``paper_figures.fig_testbed.main(["--runs", …, "--out", …])``). Only the
+weighting profiles (:mod:`paper_figures.weight_profiles`) import torch.
 """
+
+
+def __getattr__(name: str):
+    from .make_all import ARTEFACTS
+
+    if name in ARTEFACTS:
+        return ARTEFACTS[name]
+    raise AttributeError(f"module 'paper_figures' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Figure: weighting profiles of SPIN, SPACE, SPIF and IRIS at several α (needs torch).
+"""Data of the weighting-profile figure: SPIN, SPACE, SPIF and IRIS at several α (needs torch).
 
 The profile data come from the losses' weight contract (:mod:`iris.losses`):
 ``real_weights = −(1/β) ∂loss/∂real_logratios`` and ``generated_weights = (1/β)
@@ -10,24 +10,20 @@ SPIN, whose loss pairs an annotated and a synthetic response, its partner has re
 the plotted value is the sample's weight divided by its weight when r = 0 as well (all
 rewards equal): for IRIS that is batch size × weight, uniform = 1.
 
-Writes ``weight_profiles.json`` (the data) next to the figure; :func:`analysis.weight_profiles`
-draws it, so the plot itself needs no torch. This script ignores the run directories.
+``make_all`` writes ``weight_profiles.json`` (the data) next to the figure;
+:func:`analysis.weight_profiles` draws it, so the plot itself needs no torch.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 
-from analysis import ProfileCurve, Records, WeightProfiles, weight_profiles
+from analysis import ProfileCurve, WeightProfiles
 
-from ._common import script_main
-
-NAME = "weighting profiles"
 ALPHAS = (0.5, 1.0, 2.0, 3.0)
 BATCH_SIZE = 64  # the papers' global batch
 MU = 1.0  # SPACE's noise ratio in its main runs
@@ -48,34 +44,16 @@ def compute_weight_profiles(
     from iris.losses import iris_loss, space_loss, spif_loss, spin_loss
 
     rewards = np.linspace(-3.0, 3.0, 121) if rewards is None else np.asarray(rewards, dtype=float)
-    # (label, loss name, α, loss(real_logratios, generated_logratios), batch-independent weights?)
-    methods: list[tuple[str, str, float, Callable, bool]] = [
-        ("SPIN", "spin", math.nan, lambda a, b: spin_loss(a, b, beta=1.0), True),
-        (
-            f"SPACE μ={mu:g}",
-            "space",
-            math.nan,
-            lambda a, b: space_loss(a, b, mu=mu, beta=1.0),
-            True,
-        ),
-        (
-            f"SPIF c={bound:g}",
-            "spif",
-            math.nan,
-            lambda a, b: spif_loss(a, b, beta=1.0, bound=bound),
-            True,
-        ),
+    # (label, loss name, α, loss(real_logratios, generated_logratios))
+    space, spif = partial(space_loss, mu=mu, beta=1.0), partial(spif_loss, beta=1.0, bound=bound)
+    methods: list[tuple[str, str, float, Callable]] = [
+        ("SPIN", "spin", math.nan, partial(spin_loss, beta=1.0)),
+        (f"SPACE μ={mu:g}", "space", math.nan, space),
+        (f"SPIF c={bound:g}", "spif", math.nan, spif),
     ]
     for alpha in alphas:
-        methods.append(
-            (
-                f"IRIS α={alpha:g}",
-                "iris",
-                float(alpha),
-                lambda a, b, alpha=alpha: iris_loss(a, b, alpha=alpha, beta=1.0),
-                False,
-            )
-        )
+        iris = partial(iris_loss, alpha=alpha, beta=1.0)
+        methods.append((f"IRIS α={alpha:g}", "iris", float(alpha), iris))
 
     def side_weights(out, side: str) -> np.ndarray:
         return (out.real_weights if side == "real" else out.generated_weights).numpy()
@@ -87,48 +65,11 @@ def compute_weight_profiles(
         (real if side == "real" else generated)[0] = r
         return float(side_weights(loss(real, generated), side)[0])
 
-    def batched(loss, side: str) -> np.ndarray:
-        """All rewards in one batch: exact for losses whose weight of a sample (a pair for
-        SPIN) depends on that sample only, up to the 1/batch factor the ratio removes."""
-        grid = torch.as_tensor(rewards, dtype=torch.float64)
-        zeros = torch.zeros_like(grid)
-        out = loss(grid, zeros) if side == "real" else loss(zeros, grid)
-        return side_weights(out, side) / side_weights(loss(zeros, zeros.clone()), side)
-
     curves = []
-    for label, loss_name, alpha, loss, independent in methods:
+    for label, loss_name, alpha, loss in methods:
         for side in ("real", "generated"):
-            at_zero = one_sample(loss, side, 0.0)
-            if independent:
-                values = batched(loss, side)
-                for index in (0, len(rewards) // 3, len(rewards) - 1):  # the shortcut's premise
-                    expected = one_sample(loss, side, float(rewards[index])) / at_zero
-                    if not math.isclose(values[index], expected, rel_tol=1e-9):
-                        raise AssertionError(
-                            f"{label} {side}: weights are not per-sample; batched {values[index]} != {expected}"
-                        )
-            else:
-                values = np.array([one_sample(loss, side, float(r)) for r in rewards]) / at_zero
-            curves.append(ProfileCurve(label, loss_name, side, values, alpha))
+            weights = np.array([one_sample(loss, side, float(r)) for r in rewards])
+            curves.append(
+                ProfileCurve(label, loss_name, side, weights / one_sample(loss, side, 0.0), alpha)
+            )
     return WeightProfiles(rewards, batch_size, tuple(curves), mu=mu, bound=bound)
-
-
-def build(records: Records | None, out_dir: Path) -> list[Path]:
-    profiles = compute_weight_profiles()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = out_dir / "weight_profiles.json"
-    data.write_text(json.dumps(profiles.to_json()) + "\n", encoding="utf-8")
-    return [*weight_profiles(profiles, out_dir), data]
-
-
-def caption(records: Records | None = None) -> str:
-    from analysis import CAPTIONS
-
-    return CAPTIONS["weight_profiles"].format(batch_size=BATCH_SIZE, mu=MU, bound=BOUND)
-
-
-main = script_main(build, NAME)
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -19,7 +19,7 @@ import pytest
 import analysis
 from analysis import MissingValueWarning, NoData, WeightProfiles, load_runs
 from paper_figures import make_all as make_all_module
-from paper_figures.fig_weight_profiles import compute_weight_profiles
+from paper_figures.weight_profiles import compute_weight_profiles
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "data" / "runs"
