@@ -70,7 +70,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -699,14 +699,17 @@ class RunDir:
         seeds: Mapping[str, Any] | None = None,
         command: Sequence[str] | None = None,
         extra: Mapping[str, Any] | None = None,
+        inputs: Callable[[str], Iterable[str] | None] | None = None,
     ) -> dict[str, Any]:
         """Create the run directory and its manifest, or verify and resume an existing one.
 
-        On resume the saved config is compared with ``config``; any difference outside
-        ``non_result_keys`` raises :class:`ConfigMismatchError` listing every differing key
-        with both values. Each call appends an ``invocations`` entry (time, command line,
-        git state, host), so a resumed run records every process that wrote into it.
-        Returns the manifest.
+        On resume the saved config is compared with ``config``. A differing key outside
+        ``non_result_keys`` that a completed stage used raises :class:`ConfigMismatchError`
+        listing each such key, both values and the stages it would invalidate; keys that no
+        completed stage used are accepted (recorded in the invocation). ``inputs(stage_key)``
+        gives the keys (dotted prefixes) a stage reads; None, or no ``inputs``: every key.
+        Each call appends an ``invocations`` entry (time, command line, git state, host), so
+        a resumed run records every process that wrote into it. Returns the manifest.
         """
         config = json.loads(to_json(dict(config)))  # JSON-normal form, as it will be saved
         non_result = sorted(set(non_result_keys))
@@ -724,26 +727,36 @@ class RunDir:
             saved = manifest.get("config", {})
             ignore = set(non_result) | set(manifest.get("non_result_keys", []))
             diff = config_diff(saved, config, ignore=ignore)
-            if diff and not any(self.root.rglob(f"*{MARKER_SUFFIX}")):
-                # No stage has completed: nothing depends on the saved config, so a corrected
-                # config replaces it (a failed start never blocks the re-run).
+            done = sorted(
+                m.relative_to(self.root).as_posix().removesuffix(MARKER_SUFFIX)
+                for m in self.root.rglob(f"*{MARKER_SUFFIX}")
+            )
+            used = {stage: None if inputs is None else inputs(stage) for stage in done}
+            users = {
+                key: [s for s in done if used[s] is None or _is_ignored(key, used[s])]
+                for key in diff
+            }
+            blocking = {key: users[key] for key in diff if users[key]}
+            if diff and not blocking:
+                # No completed stage read a changed key (none at all after a failed start):
+                # the corrected config replaces the saved one.
                 invocation["replaced_config"] = {
                     k: {"saved": a, "now": b} for k, (a, b) in diff.items()
                 }
-                manifest["config"], diff = config, {}
-            if diff:
-                lines = "\n".join(f"  {key}: saved={a!r} now={b!r}" for key, (a, b) in diff.items())
-                done = sorted(
-                    m.relative_to(self.root).as_posix().removesuffix(MARKER_SUFFIX)
-                    for m in self.root.rglob(f"*{MARKER_SUFFIX}")
+                manifest["config"] = config
+            if blocking:
+                lines = "\n".join(
+                    f"  {key}: saved={diff[key][0]!r} now={diff[key][1]!r} "
+                    f"(invalidates {', '.join(stages)})"
+                    for key, stages in blocking.items()
                 )
                 raise ConfigMismatchError(
                     f"refusing to resume into {self.root}: its saved config differs in "
-                    f"{len(diff)} key(s) that change results:\n{lines}\n"
+                    f"{len(blocking)} key(s) that completed stages used:\n{lines}\n"
                     f"Completed with the saved config: {', '.join(done)}.\n"
                     "Use a new output directory, or restore the saved values."
                 )
-            changed = config_diff(saved, config)
+            changed = {k: v for k, v in config_diff(saved, config).items() if k not in diff}
             if changed:
                 # The manifest's config is the latest invocation's; earlier values stay here.
                 invocation["changed_non_result_keys"] = {

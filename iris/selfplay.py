@@ -492,6 +492,26 @@ def _extension_keys(run: RunDir, config: SelfPlayConfig) -> list[str]:
 
 STAGES = ("data", "proto", "generate", "train", "eval")
 
+# The config keys (dotted prefixes) each stage's outputs depend on, its upstream included.
+_DATA_INPUTS = ("data",)
+_GENERATE_INPUTS = (*_DATA_INPUTS, "model", "seed", "generation")
+_TRAIN_INPUTS = (*_GENERATE_INPUTS, "training", "synthetic_from", "iterations", *PER_ITERATION_KEYS)
+
+
+def stage_inputs(stage_key: str) -> tuple[str, ...] | None:
+    """The keys a completed stage (``"data"``, ``"iter_1/generate"``…) read, for the resume
+    check: a changed key that no completed stage read is accepted. None: unknown, all keys."""
+    iteration, _, stage = stage_key.rpartition("/")
+    if stage == "data":
+        return _DATA_INPUTS
+    if stage == "proto" or (stage == "generate" and iteration == "iter_0"):
+        return _GENERATE_INPUTS
+    if stage in ("generate", "train"):  # θt (t ≥ 1) comes out of the training of t − 1
+        return _TRAIN_INPUTS
+    if stage == "eval":
+        return (*_TRAIN_INPUTS, "evaluation")
+    return None
+
 
 class _Skip:
     """Decides which stages this invocation may run (all, or one stage of one iteration)."""
@@ -557,6 +577,7 @@ def run_selfplay(
         non_result_keys=non_result_keys(config) + _extension_keys(run, config),
         seeds={"seed": config.seed},
         command=list(command) if command is not None else sys.argv,
+        inputs=stage_inputs,
     )
     skip = _Skip(stage, iteration)
     if skip.allows(run, "data", None):

@@ -179,6 +179,43 @@ def test_a_start_with_no_completed_stage_takes_the_corrected_config(tmp_path):
     }
 
 
+def test_a_key_no_completed_stage_read_is_accepted(tmp_path):
+    """Data and iteration 0's generation done: training keys may change, data keys may not."""
+    from iris.selfplay import stage_inputs
+
+    run = RunDir(tmp_path / "run")
+    start(run, make_config())
+    for stage, iteration in (("data", None), ("generate", 0)):
+        (run.root / f"{stage}.txt").write_text("x")
+        run.mark_done(stage, [f"{stage}.txt"], iteration)
+    start(run, make_config(**{"training.alpha": 0.7}), inputs=stage_inputs)
+    manifest = read_json(run.manifest_path)
+    assert manifest["config"]["training"]["alpha"] == 0.7
+    assert manifest["invocations"][-1]["replaced_config"] == {
+        "training.alpha": {"saved": 0.5, "now": 0.7}
+    }
+    with pytest.raises(ConfigMismatchError) as err:
+        start(
+            run,
+            make_config(**{"training.alpha": 0.7, "generation.top_p": 0.5}),
+            inputs=stage_inputs,
+        )
+    assert "generation.top_p: saved=1.0 now=0.5 (invalidates iter_0/generate)" in str(err.value)
+    assert "training.alpha" not in str(err.value)  # unused by what is done: not a reason
+    run.mark_done("train", ["data.txt"], 0)  # now training.alpha is used
+    with pytest.raises(ConfigMismatchError, match=r"training\.alpha: .*invalidates iter_0/train"):
+        start(run, make_config(), inputs=stage_inputs)
+
+
+def test_stage_inputs_follow_the_loop():
+    from iris.selfplay import stage_inputs
+
+    assert stage_inputs("data") == ("data",)
+    assert "training" not in stage_inputs("iter_0/generate")
+    assert "training" in stage_inputs("iter_1/generate")  # θ1 is trained with it
+    assert "evaluation" in stage_inputs("iter_0/eval") and stage_inputs("nonsense") is None
+
+
 def test_resume_allows_non_result_keys(tmp_path):
     run = RunDir(tmp_path / "run")
     start(run, make_config())

@@ -114,10 +114,15 @@ def test_tspin_generates_proto_once_and_single_stages(workspace, tmp_path):
     run = RunDir(out)
     assert run.stage_done("proto") and run.stage_done("generate", 0)
     assert not run.stage_done("train", 0)
-    assert main(["train", "--config", str(config), "--output-dir", out, "--iteration", "0"]) == 0
+    # No completed stage read the training keys: a changed learning rate is accepted.
+    train = ["train", "--config", str(config), "--output-dir", out, "--iteration", "0"]
+    assert main([*train, "--training.learning_rate", "0.02"]) == 0
+    assert run.read_manifest()["config"]["training"]["learning_rate"] == 0.02
     rows = read_jsonl(run.train_data_path(0))
     assert all("proto" in r for r in rows)
     assert run.stage_done("train", 0) and not run.generated_path(1).exists()
+    # Now iter_0/train has read it: another change is refused.
+    assert main([*train, "--training.learning_rate", "0.05"]) == 2
 
 
 def _run_until(args: list[str], ready, timeout: float = 120.0) -> None:
