@@ -1,20 +1,18 @@
-"""The evaluator protocol of the self-play loop, its registry of kinds, and evaluation errors.
+"""The self-play loop's evaluator protocol and registry, how a model is run, and the errors.
 
 This module owns the seam between the self-play driver and whatever scores a model: the
 :class:`Evaluator` protocol (when to run, and ``evaluate`` → a flat ``{"<task>/<metric>":
 value, ..., "average": value}``), the registry that builds one from a config mapping
-(``{"kind": "lm_eval", ...}`` → :func:`make_evaluator`), the "every k iterations and always
-the last" schedule, the error types every evaluation path raises, and
-:class:`EvalSettings`, how a model is run, declared once: the loop's ``evaluation`` keys
-and the ``iris eval`` flags are generated from its fields. It imports neither lm-eval nor
-torch: the driver, the testbed and ``analysis/`` can use it without them.
-
-A new kind registers itself with :func:`register_evaluator`; the built-in ``lm_eval`` kind
-is imported on first use, so ``make_evaluator`` needs no if/elif over kinds.
+(``{"kind": "lm_eval", ...}`` → :func:`make_evaluator`; a new kind registers itself with
+:func:`register_evaluator`, so there is no if/elif over kinds), the "every k iterations
+and always the last" schedule, the errors every evaluation path raises, and
+:class:`EvalSettings`, declared once: the ``iris eval`` flags and the loop's
+``evaluation`` keys are generated from its fields. It imports neither lm-eval nor torch.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
 import re
@@ -37,11 +35,6 @@ __all__ = [
     "register_evaluator",
     "runs_at",
 ]
-
-
-# --------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------
 
 
 class EvaluationError(RuntimeError):
@@ -67,40 +60,24 @@ class BackendUnavailableError(EvaluationError):
     """The requested inference backend (e.g. vLLM) is not installed or cannot serve this request."""
 
 
-# --------------------------------------------------------------------------------------
-# How a model is run
-# --------------------------------------------------------------------------------------
-
 BACKENDS = ("hf", "vllm")
 
 
-def parse_limit(text: str) -> int | float:
-    """``--limit`` text: a count (``10``) or a fraction (``0.5``)."""
+def _count_or_fraction(text: str) -> int | float:
     value = float(text)
-    if value <= 0:
-        raise ValueError(f"--limit must be positive, got {text}")
     return int(value) if value >= 1 and value.is_integer() else value
 
 
-def parse_batch_size(text: str) -> int | str:
-    """``--batch-size`` text: an integer or ``auto[:N]``."""
-    if text.startswith("auto"):
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"--batch-size must be an integer or auto[:N], got {text!r}") from None
+def _int_or_auto(text: str) -> int | str:
+    return int(text) if text.lstrip("-").isdigit() else text
 
 
-def parse_model_args(text: str) -> dict[str, Any]:
-    """``--model-args`` text ``KEY=VALUE[,KEY=VALUE]``; values read as YAML scalars."""
-    args: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--model-args expects KEY=VALUE[,KEY=VALUE], got {item!r}")
-        args[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-    return args
+def _key_values(text: str) -> dict[str, Any]:
+    """``KEY=VALUE[,KEY=VALUE]``, values read as YAML scalars (``max_length=4096``)."""
+    pairs = [item.partition("=") for item in filter(None, map(str.strip, text.split(",")))]
+    if any(not sep or not key for key, sep, _ in pairs):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE[,KEY=VALUE], got {text!r}")
+    return {key.strip(): yaml.safe_load(value) if value.strip() else "" for key, _, value in pairs}
 
 
 def _setting(default: Any, help: str, parse: Callable[[str], Any] | None = None) -> Any:
@@ -110,17 +87,13 @@ def _setting(default: Any, help: str, parse: Callable[[str], Any] | None = None)
 
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
-    """How a model is run (all recorded in the summary's provenance).
-
-    The one declaration of these settings: the ``iris eval`` flags (``--batch-size``…) and
-    the loop's ``evaluation`` keys (:class:`~iris.evaluation.lm_eval_evaluator.LmEvalEvaluator`
-    extends this class) are generated from the fields; ``metadata["parse"]`` reads a flag's
-    text where the type alone does not say how.
-    """
+    """How a model is run, recorded in the summary's provenance; ``iris eval``'s flags and
+    (extended by :class:`~iris.evaluation.lm_eval_evaluator.LmEvalEvaluator`) the loop's
+    ``evaluation`` keys. ``metadata["parse"]`` reads a flag whose type does not say how."""
 
     backend: Literal["hf", "vllm"] = _setting("hf", "lm-eval model backend: hf or vllm (GPU).")
     batch_size: int | str = _setting(
-        8, "Integer, or auto / auto:N (lm-eval's search).", parse_batch_size
+        8, "Integer, or auto / auto:N (lm-eval's search).", _int_or_auto
     )
     dtype: str = _setting("auto", "auto (the checkpoint's), bfloat16, float16 or float32.")
     device: str | None = _setting(None, "cuda, cuda:0, cpu… (default: cuda when available).")
@@ -132,7 +105,9 @@ class EvalSettings:
     )
     system_instruction: str | None = _setting(None, "System message prepended to every prompt.")
     limit: int | float | None = _setting(
-        None, "Samples per (sub)task (testing only; <1: a fraction); default all.", parse_limit
+        None,
+        "Samples per (sub)task (testing only; <1: a fraction); default all.",
+        _count_or_fraction,
     )
     bootstrap_iters: int = _setting(100_000, "Bootstrap resamples for non-mean stderrs (0: none).")
     log_samples: bool = _setting(False, "Also write every sample's prompt, response and score.")
@@ -140,7 +115,7 @@ class EvalSettings:
         default_factory=dict,
         metadata={
             "help": "Extra lm-eval model arguments, KEY=VALUE[,KEY=VALUE] (e.g. max_length=4096).",
-            "parse": parse_model_args,
+            "parse": _key_values,
         },
     )
 
@@ -162,11 +137,6 @@ class EvalSettings:
     def of(cls, obj: Any) -> EvalSettings:
         """The settings part of ``obj`` (a subclass instance or an argparse namespace)."""
         return cls(**{field.name: getattr(obj, field.name) for field in dataclasses.fields(cls)})
-
-
-# --------------------------------------------------------------------------------------
-# The protocol
-# --------------------------------------------------------------------------------------
 
 
 @runtime_checkable
@@ -216,17 +186,11 @@ def runs_at(iteration: int, num_iterations: int, *, every: int, final: bool = Tr
     return (iteration + 1) % every == 0 or (final and iteration == num_iterations - 1)
 
 
-# --------------------------------------------------------------------------------------
-# Registry of kinds
-# --------------------------------------------------------------------------------------
-
-EvaluatorFactory = Callable[[Mapping[str, Any]], Evaluator]
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-# kind -> (the registered class or function, the factory built from it)
-_REGISTRY: dict[str, tuple[Any, EvaluatorFactory]] = {}
+# kind -> (the registered class or function, the factory config mapping -> Evaluator)
+_REGISTRY: dict[str, tuple[Any, Callable[[Mapping[str, Any]], Evaluator]]] = {}
 # Built-in kinds whose module registers them on import (kept lazy: lm-eval is an extra).
-_BUILTIN_MODULES: dict[str, str] = {
+_BUILTIN_MODULES = {
     "lm_eval": "iris.evaluation.lm_eval_evaluator",
     "testbed": "iris.testbed.evaluator",
 }
@@ -244,13 +208,7 @@ def register_evaluator(kind: str) -> Callable[[_F], _F]:
         existing = _REGISTRY.get(kind)
         if existing is not None and existing[0] is not target:
             raise ValueError(f"evaluator kind {kind!r} is already registered to {existing[0]!r}")
-        build = getattr(target, "from_config", None)
-        if build is None:
-
-            def build(config: Mapping[str, Any]) -> Evaluator:
-                return target(**config)
-
-        _REGISTRY[kind] = (target, build)
+        _REGISTRY[kind] = (target, getattr(target, "from_config", lambda c: target(**c)))
         return target
 
     return decorate

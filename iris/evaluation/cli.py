@@ -8,8 +8,8 @@ This module owns the command-line surface of :mod:`iris.evaluation`;
               [--limit N] --output-dir DIR
     iris eval --prefetch --suite iris10 [--model HUB_ID --revision REV]
 
-The flags after the first four are :class:`~iris.evaluation.base.EvalSettings`' fields,
-generated from them (name, type, default, help). Exit status: 0 when every metric was
+Besides these, the flags are :class:`~iris.evaluation.base.EvalSettings`' fields (name,
+type, default and help generated from them). Exit status: 0 when every metric was
 computed, 1 when some metric is missing (NaN) or a prefetch step failed, 2 for a usage or
 evaluation error (the message says how to fix it).
 """
@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import sys
 import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +27,6 @@ from iris.config import ConfigError
 from iris.evaluation.base import EvalSettings, EvaluationError
 
 __all__ = ["add_eval_arguments", "run_eval"]
-
-
-def _flag_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """``parse`` with its ValueError shown by argparse as the message it carries."""
-
-    def convert(text: str) -> Any:
-        try:
-            return parse(text)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from err
-
-    convert.__name__ = parse.__name__
-    return convert
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, settings: type = EvalSettings) -> None:
@@ -55,7 +41,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, settings: type = Eva
         elif typing.get_origin(kind) is typing.Literal:
             options["choices"] = typing.get_args(kind)
         else:
-            options["type"] = _flag_type(meta.get("parse") or (int if kind is int else str))
+            options["type"] = meta.get("parse") or (int if kind is int else str)
         parser.add_argument("--" + field.name.replace("_", "-"), **options)
 
 
@@ -104,8 +90,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0 if failures == 0 else 1
     missing = [
         flag
-        for flag, value in (("--model", args.model), ("--output-dir", args.output_dir))
-        if not value
+        for flag in ("--model", "--output-dir")
+        if not getattr(args, flag[2:].replace("-", "_"))
     ]
     if missing:
         raise ConfigError(f"{' and '.join(missing)} required (or --prefetch)")

@@ -3,28 +3,22 @@
 This module owns the bridge to lm-evaluation-harness (imported here, lazily, and nowhere
 else at module level):
 
-* tasks: lm-eval's TaskManager for a suite (built-in tasks plus the suite's
-  ``include_path``), names, metrics and filters checked against lm-eval's configs, and
-  :func:`load_suite_tasks` (the suite's shots set on every subtask). What a suite task
-  expands to — through groups, tags, included templates and group overrides — is read
-  from lm-eval's own task loading run without datasets (:func:`leaf_tasks`), so
-  :func:`prefetch_plan` lists the hub datasets a suite needs without a download and
-  without restating lm-eval's rules;
+* tasks: lm-eval's TaskManager for a suite (built-in tasks plus its ``include_path``),
+  names, metrics and filters checked against lm-eval's configs, :func:`load_suite_tasks`
+  (the suite's shots set on every subtask). What a suite task expands to (groups, tags,
+  includes, group overrides) is read from lm-eval's own task loading run without data
+  (:func:`leaf_tasks`), so :func:`prefetch_plan` lists the hub datasets a suite needs
+  without downloading anything and without restating lm-eval's rules;
 * models: HF from a directory or hub id, an in-memory ``PreTrainedModel`` (no save/load
   round-trip), or vLLM when installed;
-* :func:`evaluate_suite`: ``lm_eval.simple_evaluate``, then into the output directory:
-
-  - ``<model>/results_<time>.json`` (with ``log_samples``, ``samples_<task>_<time>.jsonl``):
-    lm-eval's own layout, written by its ``EvaluationTracker`` as ``lm-eval --output_path``
-    writes it (``model_name``, ``task_hashes``, ``chat_template``…), so lm-eval's tools
-    find it; ``<model>`` is lm-eval's sanitized model name;
-  - ``<name>.lm_eval.json``: the same bytes under the suite's name;
-  - ``<name>.summary.json``: :func:`iris.evaluation.suite.summarize` plus provenance
-    (lm-eval and task versions, model revision, seeds, settings, packages, git);
-  - ``<name>.samples/<task>.jsonl`` when ``log_samples`` is on.
-
-  A re-run under the same name replaces its previous files (lm-eval's timestamped ones
-  included): re-runs are idempotent.
+* :func:`evaluate_suite`: ``lm_eval.simple_evaluate``, then into the output directory
+  ``<model>/results_<time>.json`` (and ``samples_<task>_<time>.jsonl`` with
+  ``log_samples``), lm-eval's own layout written by its ``EvaluationTracker`` as
+  ``lm-eval --output_path`` writes it, so lm-eval's tools find it; ``<name>.lm_eval.json``,
+  the same bytes under the suite's name; ``<name>.summary.json``,
+  :func:`~iris.evaluation.suite.summarize` plus provenance (versions, model revision,
+  seeds, settings, packages, git); ``<name>.samples/<task>.jsonl`` with ``log_samples``.
+  A re-run under the same name replaces its previous files.
 
 Errors name what is missing and the fix: unknown task names (with close matches), datasets
 absent from the HF cache while offline (with the prefetch command), a model directory
@@ -51,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from unittest import mock
 
+from iris import runs
 from iris.evaluation.base import (
     BACKENDS,
     BackendUnavailableError,
@@ -61,16 +56,6 @@ from iris.evaluation.base import (
     UnknownTaskError,
 )
 from iris.evaluation.suite import Suite, TaskSpec, resolve_suite, summarize
-from iris.runs import (
-    atomic_output,
-    atomic_write_json,
-    atomic_write_text,
-    git_info,
-    package_versions,
-    read_json,
-    sha256_file,
-    utc_now,
-)
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
@@ -78,22 +63,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DatasetRef",
-    "EvalResult",
-    "EvalSettings",
-    "LeafTask",
-    "PrefetchPlan",
-    "build_lm",
-    "check_suite",
-    "check_task_names",
-    "evaluate_suite",
-    "hub_offline",
-    "leaf_tasks",
-    "load_suite_tasks",
-    "prefetch_plan",
-    "suite_task_manager",
-]
+__all__ = ["EvalResult", "PrefetchPlan", "evaluate_suite", "load_suite_tasks", "prefetch_plan"]
 
 # Files that make a directory loadable by AutoTokenizer.from_pretrained.
 TOKENIZER_FILES = (
@@ -129,10 +99,8 @@ class EvalResult:
 
 def hub_offline() -> bool:
     """True when HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set (nothing can be downloaded)."""
-    return any(
-        os.environ.get(var, "").strip().upper() in ("1", "ON", "YES", "TRUE")
-        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
+    flags = (os.environ.get(v, "") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(flag.strip().upper() in ("1", "ON", "YES", "TRUE") for flag in flags)
 
 
 def gated_message(path: str) -> str:
@@ -142,11 +110,6 @@ def gated_message(path: str) -> str:
         "account, accept its terms, then log in on this machine (`hf auth login` or export "
         "HF_TOKEN) and run the prefetch again."
     )
-
-
-# --------------------------------------------------------------------------------------
-# lm-eval's task registry
-# --------------------------------------------------------------------------------------
 
 
 def _require_lm_eval() -> None:
@@ -166,9 +129,7 @@ def _task_manager(include_path: tuple[str, ...], include_defaults: bool) -> Task
     tm = TaskManager(include_path=list(include_path) or None, include_defaults=include_defaults)
     logger.info(
         "lm-eval task index (%d names, defaults=%s) built in %.1f s",
-        len(tm.all_tasks),
-        include_defaults,
-        time.perf_counter() - start,
+        *(len(tm.all_tasks), include_defaults, time.perf_counter() - start),
     )
     return tm
 
@@ -194,9 +155,7 @@ def suite_task_manager(suite: Suite) -> TaskManager:
 
 def check_task_names(suite: Suite, tm: TaskManager) -> None:
     """Raise :class:`UnknownTaskError` listing close matches for names lm-eval does not know."""
-    unknown = [
-        spec.task for spec in suite.tasks if spec.config is None and spec.task not in tm.task_index
-    ]
+    unknown = [s.task for s in suite.tasks if s.config is None and s.task not in tm.task_index]
     if not unknown:
         return
     lines = []
@@ -221,24 +180,22 @@ def _load(spec: TaskSpec, tm: TaskManager) -> tuple[Any, dict[str, Any]]:
 
 @contextlib.contextmanager
 def _without_data() -> Iterator[None]:
-    """lm-eval's task building as it is, except that a task keeps its config and loads no data.
+    """lm-eval's task building as it is, except that a task records its config, loads no data.
 
     Groups, tags, includes and overrides resolve by lm-eval's own code; only the task
-    constructor (which would download the dataset) is replaced by one that records the
-    merged config (``task.merged_config``; ``task.config`` stays lm-eval's TaskConfig).
+    constructors (which load the dataset) are replaced, by one keeping the merged config
+    (``task.merged_config``; ``task.config`` is lm-eval's TaskConfig of it).
     """
     from lm_eval.api.task import ConfigurableTask, Task, TaskConfig
 
     known = {field.name for field in dataclasses.fields(TaskConfig)}
 
-    def keep_config(self: Any, *args: Any, config: Mapping[str, Any] | None = None, **_: Any):
+    def keep_config(self: Any, *_: Any, config: Mapping[str, Any] | None = None, **__: Any):
+        config = dict(config or {})
         cls = type(self)
-        self.merged_config = {
-            "dataset_path": cls.DATASET_PATH,
-            "dataset_name": cls.DATASET_NAME,
-            **(config or {}),
-        }
-        self.task_config = TaskConfig(**{k: v for k, v in (config or {}).items() if k in known})
+        self.merged_config = {"dataset_path": cls.DATASET_PATH, "dataset_name": cls.DATASET_NAME}
+        self.merged_config.update(config)
+        self.task_config = TaskConfig(**{k: v for k, v in config.items() if k in known})
 
     with (
         mock.patch.object(ConfigurableTask, "__init__", keep_config),
@@ -249,13 +206,12 @@ def _without_data() -> Iterator[None]:
 
 
 def _filters(task: Any) -> set[str]:
-    entries = task.config.filter_list
-    entries = entries if isinstance(entries, list) else []
+    entries = task.config.filter_list if isinstance(task.config.filter_list, list) else []
     return {f["name"] for f in entries if isinstance(f, Mapping) and "name" in f} or {"none"}
 
 
 def _declared(top: Any, leaves: Iterable[Any]) -> tuple[set[str], set[str]] | None:
-    """``(metric names, filter names)`` lm-eval reports for a task or group (None: not declared).
+    """``(metric names, filter names)`` lm-eval reports for a task or group (None: undeclared).
 
     A group reports what its ``aggregate_metric_list`` aggregates (filters unnamed there:
     its members'); a task its ``metric_list`` under each filter of its ``filter_list``.
@@ -265,8 +221,7 @@ def _declared(top: Any, leaves: Iterable[Any]) -> tuple[set[str], set[str]] | No
     if isinstance(top, Group):
         entries = top.aggregate_metric_list or []
         filters = {name for entry in entries for name in entry.filter_list or ()}
-        if not filters:
-            filters = set().union(*(_filters(task) for task in leaves))
+        filters = filters or set().union(*(_filters(task) for task in leaves))
         return {entry.metric for entry in entries}, filters or {"none"}
     metrics = top.config.metric_list
     if not metrics:
@@ -293,10 +248,9 @@ def check_suite(suite: Suite, tm: TaskManager) -> None:
         metrics, filters = declared
         absent = [m for m in spec.metrics if m not in metrics]
         if absent:
-            group = top is not None and spec.task not in leaves
             problems.append(
                 f"  {spec.task}: metric(s) {absent} not among those lm-eval "
-                f"{'aggregates' if group else 'declares'} for it: "
+                f"{'declares' if spec.task in leaves else 'aggregates'} for it: "
                 f"{sorted(metrics) or 'none (a group without aggregate_metric_list has no score)'}"
             )
         if spec.filter not in filters:
@@ -305,11 +259,6 @@ def check_suite(suite: Suite, tm: TaskManager) -> None:
         raise EvaluationError(
             f"suite {suite.name!r} does not match lm-eval's task configs:\n" + "\n".join(problems)
         )
-
-
-# --------------------------------------------------------------------------------------
-# The data a suite needs
-# --------------------------------------------------------------------------------------
 
 
 class LeafTask(NamedTuple):
@@ -338,12 +287,9 @@ class DatasetRef:
         return self.path in GATED_DATASETS
 
     def describe(self) -> str:
-        text = self.path + (f" (config {self.name!r})" if self.name else "")
-        return (
-            text
-            + (f" @ {self.revision}" if self.revision else "")
-            + (" [gated]" if self.gated else "")
-        )
+        config = f" (config {self.name!r})" if self.name else ""
+        revision = f" @ {self.revision}" if self.revision else ""
+        return self.path + config + revision + (" [gated]" if self.gated else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,8 +317,7 @@ def leaf_tasks(
 
     Returns ``(leaves, unresolved)``: the configs lm-eval's own loader builds (overrides
     applied), read without loading any data, and the suite tasks that cannot be built
-    without their data (some Python tasks). Unknown names raise
-    :class:`~iris.evaluation.base.UnknownTaskError`.
+    without their data (some Python tasks). Unknown names raise :class:`UnknownTaskError`.
     """
     suite = resolve_suite(suite)
     tm = task_manager if task_manager is not None else suite_task_manager(suite)
@@ -381,7 +326,7 @@ def leaf_tasks(
     for spec in suite.tasks:
         try:
             with _without_data():
-                _, tasks = _load(spec, tm)
+                tasks = _load(spec, tm)[1]
         except Exception as err:  # a Python task whose constructor needs its data
             logger.warning("%s: configs not readable without its data (%s)", spec.task, err)
             unresolved.append(spec.task)
@@ -398,8 +343,7 @@ def prefetch_plan(
 ) -> PrefetchPlan:
     """The hub datasets (path, config, revision) a suite's tasks load, from lm-eval's configs.
 
-    Nothing is downloaded. Task names unknown to the registry raise
-    :class:`~iris.evaluation.base.UnknownTaskError`.
+    Nothing is downloaded. Unknown task names raise :class:`UnknownTaskError`.
     """
     leaves, unresolved = leaf_tasks(suite, task_manager)
     found: dict[tuple[str, str | None, str | None], set[str]] = {}
@@ -420,26 +364,23 @@ def prefetch_plan(
     return PrefetchPlan(tuple(refs), tuple(sorted(local)), tuple(sorted(undeclared)))
 
 
-def _error_chain(err: BaseException) -> list[BaseException]:
-    chain, seen = [], err
-    while seen is not None and seen not in chain:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    return chain
-
-
-def _is_cache_miss(err: BaseException) -> bool:
+def _is_cache_miss(err: BaseException | None) -> bool:
     from datasets.exceptions import DatasetNotFoundError
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled
+    from huggingface_hub import errors
 
-    kinds = (
-        ConnectionError,
-        DatasetNotFoundError,
-        GatedRepoError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-    )
-    return any(isinstance(e, kinds) for e in _error_chain(err))
+    kinds = (ConnectionError, DatasetNotFoundError, errors.GatedRepoError)
+    kinds += (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled)
+    seen: list[BaseException] = []
+    while err is not None and err not in seen:
+        seen.append(err)
+        err = err.__cause__ or err.__context__
+    return any(isinstance(e, kinds) for e in seen)
+
+
+def _offline_state() -> str:
+    if hub_offline():
+        return "the hub is offline here (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)"
+    return "the hub could not be reached or refused access"
 
 
 def _missing_dataset_error(
@@ -451,29 +392,11 @@ def _missing_dataset_error(
         gated = " ".join(gated_message(path) for path in sorted({r.path for r in plan.gated}))
     except Exception:  # the plan is advice only; never mask the original error
         needed, gated = "  (could not list them)", ""
-    state = (
-        "the hub is offline here (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)"
-        if hub_offline()
-        else "the hub could not be reached or refused access"
-    )
     return MissingDatasetError(
         f"task {spec.task!r} of suite {suite.name!r}: its data is not in the Hugging Face cache "
-        f"and {state}. It needs:\n{needed}\n"
+        f"and {_offline_state()}. It needs:\n{needed}\n"
         f"On a machine with network access and the same HF_HOME, run:\n  {suite.prefetch_command}\n"
         f"then evaluate again offline. {gated}\n(original error: {type(err).__name__}: {err})"
-    )
-
-
-def _missing_model_error(
-    suite: Suite, model: str, revision: str | None, err: BaseException
-) -> EvaluationError:
-    state = "the hub is offline here" if hub_offline() else "the hub could not be reached"
-    pinned = f" --revision {revision}" if revision else ""
-    return EvaluationError(
-        f"model {model!r}{' @ ' + revision if revision else ''} is not a local directory, not "
-        f"in the Hugging Face cache, and {state}. Cache it first, online:\n"
-        f"  {suite.prefetch_command} --model {model}{pinned}\n"
-        f"(original error: {type(err).__name__}: {err})"
     )
 
 
@@ -500,11 +423,6 @@ def load_suite_tasks(suite: Suite, tm: TaskManager | None = None) -> list[Any]:
     return objects
 
 
-# --------------------------------------------------------------------------------------
-# Models
-# --------------------------------------------------------------------------------------
-
-
 def check_backend(backend: str, *, in_memory: bool = False) -> None:
     """Fail early, with the fix, when ``backend`` cannot serve this evaluation."""
     if backend not in BACKENDS:
@@ -517,8 +435,7 @@ def check_backend(backend: str, *, in_memory: bool = False) -> None:
     if backend == "vllm" and importlib.util.find_spec("vllm") is None:
         raise BackendUnavailableError(
             "backend 'vllm' needs vLLM, which is not installed: pip install "
-            "'iris-selfplay[vllm]' on a CUDA machine (no CPU wheel exists), or use "
-            "--backend hf"
+            "'iris-selfplay[vllm]' on a CUDA machine (no CPU wheel exists), or use --backend hf"
         )
 
 
@@ -547,31 +464,31 @@ def build_lm(model: str | Path | Any, settings: EvalSettings, *, tokenizer: Any 
 
         if tokenizer is None:
             raise MissingTokenizerError("an in-memory model needs its tokenizer (tokenizer=...)")
+        tokenizer = copy.deepcopy(tokenizer)
         return HFLM(
             pretrained=model,
-            tokenizer=copy.deepcopy(tokenizer),
+            tokenizer=tokenizer,
             batch_size=settings.batch_size,
             **settings.model_args,
         )
     import lm_eval.api.registry
 
-    model = str(model)
     if settings.tokenizer is None and tokenizer is None:
         check_tokenizer(model)
-    args: dict[str, Any] = {"pretrained": model, "dtype": settings.dtype}
+    args: dict[str, Any] = {"pretrained": str(model), "dtype": settings.dtype}
     if settings.revision is not None:
         args["revision"] = settings.revision
     if tokenizer is not None or settings.tokenizer is not None:
         args["tokenizer"] = tokenizer if tokenizer is not None else settings.tokenizer
-    args.update(settings.model_args)
-    extra = {"batch_size": settings.batch_size}
+    extra = {"batch_size": settings.batch_size, "device": settings.device}
     if settings.backend == "hf" and settings.device is None:
         import torch
 
         extra["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-    elif settings.device is not None:
-        extra["device"] = settings.device
-    return lm_eval.api.registry.get_model(settings.backend).create_from_arg_obj(args, extra)
+    elif settings.device is None:
+        del extra["device"]
+    model_class = lm_eval.api.registry.get_model(settings.backend)
+    return model_class.create_from_arg_obj({**args, **settings.model_args}, extra)
 
 
 def model_provenance(
@@ -589,11 +506,10 @@ def model_provenance(
     if path.is_dir():
         info: dict[str, Any] = {"source": "local", "path": str(path.resolve())}
         if (path / "config.json").is_file():
-            info["config_sha256"] = sha256_file(path / "config.json")
+            info["config_sha256"] = runs.sha256_file(path / "config.json")
+        weights = (".safetensors", ".bin", ".pt", ".gguf")
         info["weight_files"] = {
-            p.name: p.stat().st_size
-            for p in sorted(path.iterdir())
-            if p.suffix in (".safetensors", ".bin", ".pt", ".gguf")
+            p.name: p.stat().st_size for p in sorted(path.iterdir()) if p.suffix in weights
         }
         return info
     info = {"source": "hub", "repo_id": str(model), "revision": settings.revision, "commit": None}
@@ -606,53 +522,11 @@ def model_provenance(
     return info
 
 
-# --------------------------------------------------------------------------------------
-# Evaluation
-# --------------------------------------------------------------------------------------
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
-
-
-def _plain(obj: Any) -> Any:
-    """JSON-safe copy (torch dtypes and other objects become strings)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
-    return str(obj)
-
-
-def _model_name(model: Any, model_dir: str | Path | None) -> str:
-    """The name lm-eval records (its ``pretrained=`` argument) and files results under."""
-    if isinstance(model, str | Path):
-        return str(model)
-    if model_dir is not None:
-        return str(model_dir)
-    return getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
-
-
 def _write_lm_eval_layout(
-    tracker: Any,
-    output_dir: Path,
-    results: dict[str, Any],
-    samples: dict[str, list[dict[str, Any]]] | None,
-    *,
-    model_name: str,
-    settings: EvalSettings,
-    chat_template: str | None,
+    tracker: Any, output_dir: Path, results: dict[str, Any], samples: Any, **experiment: Any
 ) -> list[Path]:
-    """lm-eval's files through its ``EvaluationTracker``: results first, then samples."""
-    tracker.general_config_tracker.log_experiment_args(
-        model_source=settings.backend,
-        model_args={"pretrained": model_name, **settings.model_args},
-        system_instruction=settings.system_instruction,
-        chat_template=chat_template,
-        fewshot_as_multiturn=settings.fewshot_as_multiturn,
-    )
+    """lm-eval's own files through its ``EvaluationTracker``: the results, then the samples."""
+    tracker.general_config_tracker.log_experiment_args(**experiment)
     tracker.save_results_aggregated(results=dict(results), samples=samples)
     folder = output_dir / tracker.general_config_tracker.model_name_sanitized
     path = folder / f"results_{getattr(tracker, 'date_id', '')}.json"
@@ -677,13 +551,12 @@ def evaluate_suite(
     """Score ``model`` on ``suite`` with ``lm_eval.simple_evaluate`` and write the results.
 
     ``model`` is a model directory, a hub id (``settings.revision`` pins it) or an
-    in-memory ``PreTrainedModel`` (then ``tokenizer`` is required and ``model_dir`` is
-    recorded, and names the model in lm-eval's layout); an in-memory model's train/eval
-    mode is restored afterwards. Tasks are resolved and their datasets loaded before the
-    model is, so a bad suite fails fast. Writes the files listed in the module docstring
-    (``name`` defaults to the suite's) and returns them with the summary; under a
-    multi-process launch (``accelerate launch``) only the main process writes, the others
-    return None.
+    in-memory ``PreTrainedModel`` (then ``tokenizer`` is required, and ``model_dir`` is
+    recorded and names it in lm-eval's layout); an in-memory model's train/eval mode is
+    restored afterwards. Tasks are resolved and their datasets loaded before the model
+    is, so a bad suite fails fast. Writes the files of the module docstring (``name``
+    defaults to the suite's); under a multi-process launch (``accelerate launch``) only
+    the main process writes, the others return None.
     """
     settings = settings or EvalSettings()
     suite = resolve_suite(suite)
@@ -697,10 +570,9 @@ def evaluate_suite(
     from lm_eval.loggers import EvaluationTracker
 
     output_dir = Path(output_dir)
-    name = _safe_name(name or suite.name)
-    started, start = utc_now(), time.perf_counter()
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", name or suite.name)
+    started, start = runs.utc_now(), time.perf_counter()
     tracker = EvaluationTracker(output_path=str(output_dir))  # starts lm-eval's clock
-
     tm = suite_task_manager(suite)
     task_objects = load_suite_tasks(suite, tm)
     was_training = bool(getattr(model, "training", False)) if in_memory else False
@@ -708,9 +580,15 @@ def evaluate_suite(
         try:
             lm = build_lm(model, settings, tokenizer=tokenizer)  # HFLM switches to eval mode
         except Exception as err:
-            if not in_memory and not Path(model).is_dir() and _is_cache_miss(err):
-                raise _missing_model_error(suite, str(model), settings.revision, err) from err
-            raise
+            if in_memory or Path(model).is_dir() or not _is_cache_miss(err):
+                raise
+            pinned = f" --revision {settings.revision}" if settings.revision else ""
+            raise EvaluationError(
+                f"model {str(model)!r}{pinned.replace(' --revision', ' @')} is not a local "
+                f"directory, not in the Hugging Face cache, and {_offline_state()}. Cache it "
+                f"first, online:\n  {suite.prefetch_command} --model {model}{pinned}\n"
+                f"(original error: {type(err).__name__}: {err})"
+            ) from err
         with torch.no_grad():
             results = lm_eval.simple_evaluate(
                 model=lm,
@@ -733,13 +611,12 @@ def evaluate_suite(
         return None
 
     samples = results.pop("samples", None)
-    samples_dir = None
-    if samples:
-        samples_dir = output_dir / f"{name}.samples"
-        for task, rows in samples.items():
-            with atomic_output(samples_dir / f"{_safe_name(task)}.jsonl") as handle:
-                for row in rows:
-                    handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    samples_dir = output_dir / f"{name}.samples" if samples else None
+    for task, rows in (samples or {}).items():
+        with runs.atomic_output(
+            samples_dir / f"{re.sub(r'[^A-Za-z0-9._+-]', '_', task)}.jsonl"
+        ) as out:
+            out.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
     chat_template = None
     if settings.apply_chat_template:
         with contextlib.suppress(Exception):
@@ -747,19 +624,24 @@ def evaluate_suite(
     summary_path = output_dir / f"{name}.summary.json"
     previous: list[str] = []
     with contextlib.suppress(Exception):  # the files of the last run under this name
-        previous = list(read_json(summary_path)["provenance"]["lm_eval_files"])
+        previous = list(runs.read_json(summary_path)["provenance"]["lm_eval_files"])
+    model_name = str(model)
+    if in_memory:  # the name lm-eval would record for the saved model, its directory
+        config = getattr(model, "config", None)
+        model_name = str(model_dir or getattr(config, "_name_or_path", "") or type(model).__name__)
     lm_eval_files = _write_lm_eval_layout(
         tracker,
         output_dir,
         results,
         samples,
-        model_name=_model_name(model, model_dir),
-        settings=settings,
+        model_source=settings.backend,
+        model_args={"pretrained": model_name, **settings.model_args},
+        system_instruction=settings.system_instruction,
         chat_template=chat_template,
+        fewshot_as_multiturn=settings.fewshot_as_multiturn,
     )
-    results_path = atomic_write_text(
-        output_dir / f"{name}.lm_eval.json", lm_eval_files[0].read_text(encoding="utf-8")
-    )
+    lm_eval_text = lm_eval_files[0].read_text(encoding="utf-8")
+    results_path = runs.atomic_write_text(output_dir / f"{name}.lm_eval.json", lm_eval_text)
 
     summary = summarize(results, suite)
     if summary["missing"]:
@@ -768,47 +650,46 @@ def evaluate_suite(
         )
     config = results.get("config", {})
     current = [path.relative_to(output_dir).as_posix() for path in lm_eval_files]
-    summary["provenance"] = _plain(
-        {
-            "lm_eval_version": results.get("lm_eval_version"),
-            "transformers_version": results.get("transformers_version"),
-            "task_versions": results.get("versions", {}),
-            "n_shot": results.get("n-shot", {}),
-            "seeds": {
-                key: config.get(key)
-                for key in ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
-            },
-            "model": {
-                **model_provenance(model, settings, model_dir=model_dir),
-                "lm_eval_model_revision": config.get("model_revision"),
-                "lm_eval_model_sha": config.get("model_sha") or None,
-                "dtype": config.get("model_dtype"),
-                "num_parameters": config.get("model_num_parameters"),
-            },
-            "settings": {
-                **dataclasses.asdict(settings),
-                "device": str(getattr(lm, "device", settings.device)),
-                "chat_template_sha256": hashlib.sha256(chat_template.encode()).hexdigest()
-                if isinstance(chat_template, str)
-                else None,
-            },
-            "suite": {
-                "name": suite.name,
-                "source": suite.source,
-                "sha256": suite.file_sha256(),
-                "tasks": [dataclasses.asdict(spec) for spec in suite.tasks],
-            },
-            "packages": package_versions(),
-            "git": git_info(),
-            "started": started,
-            "finished": utc_now(),
-            "wall_time_s": round(time.perf_counter() - start, 3),
-            "results_file": results_path.name,
-            "lm_eval_files": current,
-            **(extra_provenance or {}),
-        }
-    )
-    atomic_write_json(summary_path, summary)
+    provenance = {
+        "lm_eval_version": results.get("lm_eval_version"),
+        "transformers_version": results.get("transformers_version"),
+        "task_versions": results.get("versions", {}),
+        "n_shot": results.get("n-shot", {}),
+        "seeds": {
+            k: config.get(k) for k in ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")
+        },
+        "model": {
+            **model_provenance(model, settings, model_dir=model_dir),
+            "lm_eval_model_revision": config.get("model_revision"),
+            "lm_eval_model_sha": config.get("model_sha") or None,
+            "dtype": config.get("model_dtype"),
+            "num_parameters": config.get("model_num_parameters"),
+        },
+        "settings": {
+            **dataclasses.asdict(settings),
+            "device": str(getattr(lm, "device", settings.device)),
+            "chat_template_sha256": hashlib.sha256(chat_template.encode()).hexdigest()
+            if isinstance(chat_template, str)
+            else None,
+        },
+        "suite": {
+            "name": suite.name,
+            "source": suite.source,
+            "sha256": suite.file_sha256(),
+            "tasks": [dataclasses.asdict(spec) for spec in suite.tasks],
+        },
+        "packages": runs.package_versions(),
+        "git": runs.git_info(),
+        "started": started,
+        "finished": runs.utc_now(),
+        "wall_time_s": round(time.perf_counter() - start, 3),
+        "results_file": results_path.name,
+        "lm_eval_files": current,
+        **(extra_provenance or {}),
+    }
+    # JSON-safe (torch dtypes and other objects become strings)
+    summary["provenance"] = json.loads(json.dumps(provenance, default=str))
+    runs.atomic_write_json(summary_path, summary)
     for stale in set(previous) - set(current):  # a re-run replaces the last run's files
         (output_dir / stale).unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # the model's folder, once empty
