@@ -66,6 +66,9 @@ response is ``real``/``chosen``; the synthetic one, when given, ``generated``/``
 SYNTHETIC_FIELDS = {"spin": "generated", "preference": "rejected", "pairs": "generated"}
 """The field holding a row's given synthetic response, per layout that can have one."""
 
+MAX_PLACES = 20
+"""How many rows an error about many rows names (it gives their count too)."""
+
 _UNKNOWN_LAYOUT = (
     "needs field 'messages' (chat) or fields 'prompt' and 'real' (pairs), 'real' and "
     "'generated' (SPIN) or 'prompt', 'chosen' and 'rejected' (TRL preference)"
@@ -508,10 +511,14 @@ class LoadedData:
     duplicate_examples: list[str] = dataclasses.field(default_factory=list)
     layouts: dict[str, int] = dataclasses.field(default_factory=dict)
     """Valid rows per :data:`LAYOUTS` name."""
+    n_without_synthetic: int = 0
+    """Kept rows (one per prompt) whose layout gives no synthetic response."""
+    n_empty_synthetic: int = 0
+    """Kept rows whose given synthetic response is empty."""
     without_synthetic: list[str] = dataclasses.field(default_factory=list)
-    """Where (``line 3`` / ``row 3``) each kept row without a given synthetic response is."""
+    """Where (``line 3`` / ``row 3``) the first of those rows are (at most :data:`MAX_PLACES`)."""
     empty_synthetic: list[str] = dataclasses.field(default_factory=list)
-    """Where each kept row whose given synthetic response is empty is."""
+    """Where the first rows with an empty given synthetic response are, with its field."""
 
     def stats(self) -> dict[str, Any]:
         stats = {
@@ -523,7 +530,7 @@ class LoadedData:
             "layouts": dict(self.layouts),
         }
         if any(layout in SYNTHETIC_FIELDS for layout in self.layouts):
-            stats["n_empty_given_synthetic"] = len(self.empty_synthetic)
+            stats["n_empty_given_synthetic"] = self.n_empty_synthetic
         return stats
 
 
@@ -548,7 +555,7 @@ def load_annotated(
     layouts: dict[str, int] = {}
     without_synthetic: list[str] = []
     empty_synthetic: list[str] = []
-    n_rows = n_invalid = 0
+    n_rows = n_invalid = n_without_synthetic = n_empty_synthetic = 0
     for index, (where, row) in enumerate(rows):
         n_rows += 1
         try:
@@ -567,9 +574,13 @@ def load_annotated(
             continue
         first_seen[record["id"]] = place
         if "generated" not in record:
-            without_synthetic.append(place)
+            n_without_synthetic += 1
+            if len(without_synthetic) < MAX_PLACES:
+                without_synthetic.append(place)
         elif not record["generated"].strip():
-            empty_synthetic.append(f"{place} ({SYNTHETIC_FIELDS[layout]!r})")
+            n_empty_synthetic += 1
+            if len(empty_synthetic) < MAX_PLACES:
+                empty_synthetic.append(f"{place} ({SYNTHETIC_FIELDS[layout]!r})")
     if n_rows == 0:
         raise DataError(f"{label}: no rows (the source is empty)")
     if n_invalid:
@@ -583,14 +594,15 @@ def load_annotated(
         n_duplicates,
         duplicates[:3],
         layouts,
+        n_without_synthetic,
+        n_empty_synthetic,
         without_synthetic,
         empty_synthetic,
     )
 
 
-def _places(places: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(places[:limit])
-    return shown + (f", ... ({len(places)} in all)" if len(places) > limit else "")
+def _places(places: Sequence[str], total: int) -> str:
+    return ", ".join(places) + (", ..." if total > len(places) else "")
 
 
 def given_synthetic(
@@ -620,16 +632,17 @@ def given_synthetic(
         skip_invalid=skip_invalid,
         repeated_prompts=repeated_prompts,
     )
-    if loaded.without_synthetic:
+    if loaded.n_without_synthetic:
         raise DataError(
-            f"{loaded.label}: {len(loaded.without_synthetic)} row(s) give no synthetic response "
-            f"({_places(loaded.without_synthetic)}); it is read from SPIN's 'generated' or "
-            "TRL's 'rejected' field"
+            f"{loaded.label}: {loaded.n_without_synthetic} row(s) give no synthetic response "
+            f"({_places(loaded.without_synthetic, loaded.n_without_synthetic)}); it is read "
+            "from SPIN's 'generated' or TRL's 'rejected' field"
         )
-    if loaded.empty_synthetic:
+    if loaded.n_empty_synthetic:
         raise DataError(
-            f"{loaded.label}: {len(loaded.empty_synthetic)} row(s) give an empty synthetic "
-            f"response: {_places(loaded.empty_synthetic)}; fill them in or remove those rows"
+            f"{loaded.label}: {loaded.n_empty_synthetic} row(s) give an empty synthetic "
+            f"response: {_places(loaded.empty_synthetic, loaded.n_empty_synthetic)}; "
+            "fill them in or remove those rows"
         )
     return {
         r["id"]: {"id": r["id"], "text": r["generated"], "truncated": False} for r in loaded.records

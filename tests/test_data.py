@@ -613,10 +613,13 @@ def test_given_synthetic_responses(tmp_path, tokenizer):
     assert [(r["real"], r["generated"]) for r in rows] == [
         (f"w{i + 10} <eos>", f"w{i + 20} w1 <eos>") for i in range(3)
     ]
-    with pytest.raises(
-        DataError, match=r"chat\.jsonl: 40 row\(s\) give no synthetic response \(line 1, line 2, "
-    ):
+    with pytest.raises(DataError) as err:
         given_synthetic(write_jsonl(tmp_path / "chat.jsonl", ROWS))
+    places = ", ".join(f"line {n}" for n in range(1, 21))
+    assert str(err.value) == (
+        f"{tmp_path / 'chat.jsonl'}: 40 row(s) give no synthetic response ({places}, ...); "
+        "it is read from SPIN's 'generated' or TRL's 'rejected' field"
+    )
 
 
 def test_empty_given_synthetic_responses_name_the_file_and_rows(tmp_path):
