@@ -16,14 +16,9 @@ This package owns scoring models on the paper's benchmarks, always through
   :class:`~iris.evaluation.lm_eval_evaluator.LmEvalEvaluator`) and :class:`EvalSettings`;
 * :mod:`~iris.evaluation.cli` — ``iris eval`` (its flags generated from EvalSettings).
 
-Importing this package does not import lm-eval or torch (lm-eval is the ``eval`` extra);
-the names below that need them are imported on first use.
+Importing this package does not import lm-eval or torch (lm-eval is the ``eval`` extra):
+the modules import them inside the functions that run lm-eval.
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
 
 from iris.evaluation.base import (
     BackendUnavailableError,
@@ -38,6 +33,9 @@ from iris.evaluation.base import (
     register_evaluator,
     runs_at,
 )
+from iris.evaluation.harness import EvalResult, PrefetchPlan, evaluate_suite, prefetch_plan
+from iris.evaluation.hub_cache import prefetch
+from iris.evaluation.lm_eval_evaluator import LmEvalEvaluator
 from iris.evaluation.suite import (
     Suite,
     TaskSpec,
@@ -72,18 +70,3 @@ __all__ = [
     "runs_at",
     "summarize",
 ]
-
-_LAZY = {
-    "EvalResult": "iris.evaluation.harness",
-    "evaluate_suite": "iris.evaluation.harness",
-    "LmEvalEvaluator": "iris.evaluation.lm_eval_evaluator",
-    "PrefetchPlan": "iris.evaluation.harness",
-    "prefetch": "iris.evaluation.hub_cache",
-    "prefetch_plan": "iris.evaluation.harness",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,21 +15,12 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from iris.evaluation import harness
 from iris.evaluation.base import EvaluationError, MissingDatasetError
-from iris.evaluation.harness import (
-    DatasetRef,
-    LeafTask,
-    PrefetchPlan,
-    gated_message,
-    hub_offline,
-    leaf_tasks,
-    load_suite_tasks,
-    prefetch_plan,
-    suite_task_manager,
-)
+from iris.evaluation.harness import leaf_tasks, prefetch_plan
 from iris.evaluation.suite import Suite, resolve_suite
 
-__all__ = ["DatasetRef", "LeafTask", "PrefetchPlan", "leaf_tasks", "prefetch", "prefetch_plan"]
+__all__ = ["leaf_tasks", "prefetch", "prefetch_plan"]  # (the plan's own home: harness)
 
 
 def _is_gated_error(err: BaseException) -> bool:
@@ -59,32 +50,32 @@ def prefetch(
     explained on ``echo`` (gated datasets: how to get access). Needs the network: with
     HF_HUB_OFFLINE/HF_DATASETS_OFFLINE set it refuses.
     """
-    if hub_offline():
+    if harness.hub_offline():
         raise EvaluationError(
             "--prefetch downloads datasets and needs the network, but HF_HUB_OFFLINE or "
             "HF_DATASETS_OFFLINE is set (the Makefile exports them): run it with "
             "HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 on a machine that reaches huggingface.co."
         )
     suite = resolve_suite(suite)
-    tm = suite_task_manager(suite)
+    tm = harness.suite_task_manager(suite)
     plan = prefetch_plan(suite, tm)
     echo(f"Suite {suite.name}: {len(plan.datasets)} dataset configurations to cache")
     for ref in plan.datasets:
         more = " …" if len(ref.tasks) > 3 else ""
         echo(f"  {ref.describe()}  <- {', '.join(ref.tasks[:3])}{more}")
     for path in sorted({ref.path for ref in plan.gated}):
-        echo(f"note: {gated_message(path)}")
+        echo(f"note: {harness.gated_message(path)}")
     failures = 0
     for spec in suite.tasks:
         one = dataclasses.replace(suite, tasks=(spec,))
         echo(f"[prefetch] {spec.task} …")
         try:
-            load_suite_tasks(one, tm)
+            harness.load_suite_tasks(one, tm)
         except Exception as err:
             failures += 1
             if _is_gated_error(err):
                 paths = sorted({ref.path for ref in prefetch_plan(one, tm).gated})
-                advice = " ".join(gated_message(path) for path in paths)
+                advice = " ".join(harness.gated_message(path) for path in paths)
                 echo(f"[prefetch] {spec.task}: FAILED (gated dataset). {advice}")
             else:
                 cause = err.__cause__ if isinstance(err, MissingDatasetError) else err
