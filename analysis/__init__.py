@@ -47,31 +47,10 @@ from .reference import Reference, load_reference
 from .tables import Table, benchmark_table, reference_table, seed_stat
 
 __all__ = [
-    "CAPTIONS",
-    "MissingValueError",
-    "MissingValueWarning",
-    "NoData",
-    "ProfileCurve",
-    "Record",
-    "Records",
-    "Reference",
-    "RunInfo",
-    "Table",
-    "WeightProfiles",
-    "alpha_trace",
-    "benchmark_table",
-    "data_efficiency",
-    "discover_runs",
-    "ess_fraction_theory",
-    "gradient_concentration",
-    "load_reference",
-    "load_runs",
-    "measured_concentration",
-    "method_label",
-    "reference_table",
-    "seed_stat",
-    "testbed_distance",
-    "tilt",
-    "training_curves",
-    "weight_profiles",
-]
+    "CAPTIONS", "MissingValueError", "MissingValueWarning", "NoData", "ProfileCurve", "Record",
+    "Records", "Reference", "RunInfo", "Table", "WeightProfiles", "alpha_trace",
+    "benchmark_table", "data_efficiency", "discover_runs", "ess_fraction_theory",
+    "gradient_concentration", "load_reference", "load_runs", "measured_concentration",
+    "method_label", "reference_table", "seed_stat", "testbed_distance", "tilt",
+    "training_curves", "weight_profiles"
+]  # fmt: skip

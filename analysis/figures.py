@@ -36,17 +36,10 @@ from .plotting import (
 from .records import EVAL, TRAIN, TRAIN_SUMMARY, NoData, Records, format_n
 
 __all__ = [
-    "CAPTIONS",
-    "ProfileCurve",
-    "WeightProfiles",
-    "alpha_trace",
-    "data_efficiency",
-    "gradient_concentration",
-    "testbed_distance",
-    "training_curves",
-    "training_progress",
-    "weight_profiles",
-]
+    "CAPTIONS", "ProfileCurve", "WeightProfiles", "alpha_trace", "data_efficiency",
+    "gradient_concentration", "testbed_distance", "training_curves", "training_progress",
+    "weight_profiles"
+]  # fmt: skip
 
 CAPTIONS: dict[str, str] = {
     "gradient_concentration": (
@@ -96,11 +89,6 @@ CAPTIONS: dict[str, str] = {
 }
 
 
-# --------------------------------------------------------------------------------------
-# Shared helpers
-# --------------------------------------------------------------------------------------
-
-
 def training_progress(records: Records) -> pd.Series:
     """(run, iteration) → the number of optimisation steps S of that iteration.
 
@@ -123,11 +111,6 @@ def training_points(records: Records, metrics) -> pd.DataFrame:
 def _iteration_lines(ax, iterations: Sequence[int]) -> None:
     for t in iterations:
         ax.axvline(t, color="0.6", linewidth=0.6, linestyle=":", zorder=0)
-
-
-# --------------------------------------------------------------------------------------
-# 1. Gradient concentration
-# --------------------------------------------------------------------------------------
 
 
 @styled
@@ -224,11 +207,6 @@ def gradient_concentration(
     return save_figure(fig, out_dir, name, formats)
 
 
-# --------------------------------------------------------------------------------------
-# 2. Weighting profiles (data computed with iris.losses in paper_figures)
-# --------------------------------------------------------------------------------------
-
-
 @dataclasses.dataclass(frozen=True)
 class ProfileCurve:
     """One method's relative weight of one sample as a function of its reward, on one side."""
@@ -251,41 +229,26 @@ class WeightProfiles:
     bound: float = 2.0
 
     def to_json(self) -> dict:
-        return {
-            "rewards": self.rewards.tolist(),
-            "batch_size": self.batch_size,
-            "mu": self.mu,
-            "bound": self.bound,
-            "curves": [
-                {
-                    "label": c.label,
-                    "loss": c.loss,
-                    "side": c.side,
-                    "alpha": c.alpha,
-                    "weights": c.weights.tolist(),
-                }
-                for c in self.curves
-            ],
-        }
+        curves = [dataclasses.asdict(c) | {"weights": c.weights.tolist()} for c in self.curves]
+        curves = [{k: c[k] for k in ("label", "loss", "side", "alpha", "weights")} for c in curves]
+        data = {"rewards": self.rewards.tolist(), "batch_size": self.batch_size}
+        return data | {"mu": self.mu, "bound": self.bound, "curves": curves}
 
     @classmethod
     def from_json(cls, data: dict) -> WeightProfiles:
-        return cls(
-            rewards=np.asarray(data["rewards"], dtype=float),
-            batch_size=int(data["batch_size"]),
-            mu=float(data.get("mu", 1.0)),
-            bound=float(data.get("bound", 2.0)),
-            curves=tuple(
-                ProfileCurve(
-                    c["label"],
-                    c["loss"],
-                    c["side"],
-                    np.asarray(c["weights"], dtype=float),
-                    float(c["alpha"]),
-                )
-                for c in data["curves"]
-            ),
+        curves = tuple(
+            ProfileCurve(
+                c["label"],
+                c["loss"],
+                c["side"],
+                np.asarray(c["weights"], dtype=float),
+                float(c["alpha"]),
+            )
+            for c in data["curves"]
         )
+        options = {k: float(data[k]) for k in ("mu", "bound") if k in data}
+        rewards = np.asarray(data["rewards"], dtype=float)
+        return cls(rewards, int(data["batch_size"]), curves, **options)
 
 
 @styled
@@ -338,11 +301,6 @@ def weight_profiles(
     axes[0].set_ylabel("weight relative to equal rewards")
     axes[1].legend(loc="lower right", ncols=2)
     return save_figure(fig, out_dir, name, formats)
-
-
-# --------------------------------------------------------------------------------------
-# 3. Adaptive α trace
-# --------------------------------------------------------------------------------------
 
 
 @styled
@@ -430,10 +388,6 @@ def alpha_trace(
     return save_figure(fig, out_dir, name, formats)
 
 
-# --------------------------------------------------------------------------------------
-# 4. Training curves
-# --------------------------------------------------------------------------------------
-
 # TRL's names of the same quantities (chosen = annotated, rejected = synthetic).
 TRL_NAMES = {
     "logps/chosen": "logps/real",
@@ -505,10 +459,6 @@ def training_curves(
     return save_figure(fig, out_dir, name, formats)
 
 
-# --------------------------------------------------------------------------------------
-# 5. Testbed distance to the target
-# --------------------------------------------------------------------------------------
-
 TESTBED_PANELS = (
     ("testbed/forward_kl", "forward KL(p_data ‖ p_θ)"),
     ("testbed/reverse_kl", "reverse KL(p_θ ‖ p_data)"),
@@ -560,10 +510,6 @@ def testbed_distance(
     fig.legend(handles=list(handles.values()), loc="outside right upper")
     return save_figure(fig, out_dir, name, formats)
 
-
-# --------------------------------------------------------------------------------------
-# 6. Data efficiency
-# --------------------------------------------------------------------------------------
 
 # (suite, metric, scale, axis label, higher is better), in order of preference.
 DATA_EFFICIENCY_SCORES = (

@@ -22,14 +22,8 @@ from matplotlib.figure import Figure
 from .records import Records, RunInfo
 
 __all__ = [
-    "FORMATS",
-    "STYLE",
-    "method_colors",
-    "new_figure",
-    "plot_band",
-    "save_figure",
-    "styled",
-]
+    "FORMATS", "STYLE", "method_colors", "new_figure", "plot_band", "save_figure", "styled"
+]  # fmt: skip
 
 STYLE = Path(__file__).with_name("iris.mplstyle")
 FORMATS = ("pdf", "png")

@@ -60,20 +60,10 @@ from iris.runs import (
 from iris.schedules import ConstantSchedule, make_schedule
 
 __all__ = [
-    "LOSS_LABELS",
-    "MissingValueError",
-    "MissingValueWarning",
-    "NoData",
-    "Record",
-    "Records",
-    "RunInfo",
-    "SuiteInfo",
-    "discover_runs",
-    "format_n",
-    "load_runs",
-    "method_label",
-    "method_sort_key",
-]
+    "LOSS_LABELS", "MissingValueError", "MissingValueWarning", "NoData", "Record", "Records",
+    "RunInfo", "SuiteInfo", "discover_runs", "format_n", "load_runs", "method_label",
+    "method_sort_key"
+]  # fmt: skip
 
 SUMMARY_SUFFIX = ".summary.json"
 TRAINER_STATE = "trainer_state.json"
@@ -266,11 +256,6 @@ class Records(pd.DataFrame):
         return sorted(wanted, key=key)
 
 
-# --------------------------------------------------------------------------------------
-# Labels
-# --------------------------------------------------------------------------------------
-
-
 def format_n(n: int | None) -> str:
     """Annotated-sample counts as papers write them: 50000 → "50k".
 
@@ -316,11 +301,6 @@ def _schedule(training: Mapping[str, Any]) -> tuple[float, str | None, Mapping[s
     if isinstance(schedule, ConstantSchedule):
         return schedule.alpha_value, None, schedule.config()
     return math.nan, schedule.name, schedule.config()
-
-
-# --------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------
 
 
 def _trainer_state(folder: Path) -> Path | None:

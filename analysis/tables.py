@@ -24,14 +24,8 @@ from .records import EVAL, MissingValueWarning, NoData, Records, RunInfo, format
 from .reference import FINAL, Reference, load_reference
 
 __all__ = [
-    "Stat",
-    "Table",
-    "Text",
-    "benchmark_table",
-    "format_n",
-    "reference_table",
-    "seed_stat",
-]
+    "Stat", "Table", "Text", "benchmark_table", "format_n", "reference_table", "seed_stat"
+]  # fmt: skip
 
 NOT_APPLICABLE = ""
 NO_RUN = "—"
@@ -76,36 +70,22 @@ def _short_model(model: str) -> str:
     return model.rstrip("/").rsplit("/", 1)[-1]
 
 
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "α": r"$\alpha$",
-    "β": r"$\beta$",
-    "μ": r"$\mu$",
-    "θ": r"$\theta$",
-    "Δ": r"$\Delta$",
-    "±": r"$\pm$",
-    "—": "---",
-    "–": "--",
-    "→": r"$\to$",
-    "‖": r"$\|$",
-    "−": "$-$",
-    "σ": r"$\sigma$",
-    "τ": r"$\tau$",
-    "·": r"$\cdot$",
-    "≈": r"$\approx$",
-    "⁺": r"$^{+}$",
-    "⁻": r"$^{-}$",
-    "′": "'",
-}
+# character → LaTeX, as space-separated pairs
+_LATEX_SPECIAL = dict(
+    zip(
+        *[
+            iter(
+                r"""
+\ \textbackslash{} & \& % \% $ \$ # \# _ \_ { \{ } \} ~ \textasciitilde{} ^ \textasciicircum{}
+α $\alpha$ β $\beta$ μ $\mu$ θ $\theta$ Δ $\Delta$ ± $\pm$ — --- – -- → $\to$ ‖ $\|$ − $-$
+σ $\sigma$ τ $\tau$ · $\cdot$ ≈ $\approx$ ⁺ $^{+}$ ⁻ $^{-}$ ′ '
+""".split()
+            )
+        ]
+        * 2,
+        strict=True,
+    )
+)
 
 
 def latex_escape(text: str) -> str:
