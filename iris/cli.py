@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = unknown
-    from iris.config import ConfigError
+    from iris.config import ConfigError, locate
     from iris.data import DataError
     from iris.launch import LaunchError
     from iris.runs import ConfigMismatchError
@@ -211,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # A user's mistake, said plainly once (by the main process of a launch).
         if os.environ.get("RANK", "0") == "0":
-            print(f"iris {args.command}: error: {err}", file=sys.stderr)
+            message = str(err)
+            if isinstance(err, ConfigError) and getattr(args, "config", None):
+                message = locate(message, args.config, args.overrides)
+            print(f"iris {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -355,6 +355,19 @@ def load_config(
         raise _explain(err, cls, source, lines=lines, overridden=overridden) from None
 
 
+def locate(message: str, path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> str:
+    """``message`` about a key (``training.beta: …``, ``key 'training.beta': …``) prefixed
+    with where the key was set: ``FILE:LINE`` or ``override --training.beta``."""
+    key = re.match(r"(?:key ')?([A-Za-z_][\w.]*)", message)
+    if key is None or path is None or "." not in key.group(1) or message.startswith(str(path)):
+        return message
+    dotted = key.group(1)
+    if f"--{dotted}" in overrides or any(o.startswith(f"--{dotted}=") for o in overrides):
+        return f"override --{dotted}: {message}"
+    line = _key_lines(Path(path).read_text(encoding="utf-8")).get(tuple(dotted.split(".")))
+    return f"{path}:{line}: {message}" if line else message
+
+
 def check_scalar_fields(cls: type, values: Mapping[str, Any], prefix: str) -> None:
     """Check ``values`` against the scalar (bool/int/float/str, optional) fields of a
     dataclass such as a trainer config, strictly (``training.beta: expected a number,

@@ -263,7 +263,11 @@ def trainer_args(config: SelfPlayConfig, iteration: int, output_dir: str | Path)
             f"training.{key}: unknown key of the trainer config.{suggest(key, fields)}"
         ) from err
     except ValueError as err:
-        raise ConfigError(f"{where}: {str(err).strip().splitlines()[0]}") from err
+        text = str(err).strip().splitlines()[0]
+        key = re.match(r"`?(\w+)", text)  # "alpha must be > 0", "`mu` does not apply …"
+        if key and key.group(1) in settings:
+            where = f"training.{key.group(1)}" + where.removeprefix("training")
+        raise ConfigError(f"{where}: {text}") from err
 
 
 def _check_sources(config: SelfPlayConfig) -> None:

@@ -290,3 +290,16 @@ def test_direct_construction_validates():
         DataConfig(source="x", n_train=0)
     cfg = SelfPlayConfig(model={"name_or_path": "m"}, data={"source": "d"})
     assert isinstance(cfg.model, ModelConfig) and cfg.data.split == "train_sft"
+
+
+def test_locate_names_the_file_line_or_override(tmp_path):
+    from iris.config import locate
+
+    path = write(tmp_path, MINIMAL + "training:\n  loss: iris\n  beta: two\n")
+    message = "key 'training.beta': Input should be a valid number (got 'two')"
+    assert locate(message, path) == f"{path}:5: {message}"
+    assert locate(message, path, ["--training.beta", "two"]).startswith("override --training.beta:")
+    assert (
+        locate("data.source: x does not exist", path) == f"{path}:2: data.source: x does not exist"
+    )
+    assert locate("--iteration 2 is outside", path) == "--iteration 2 is outside"
