@@ -108,6 +108,10 @@ def training_points(records: Records, metrics) -> pd.DataFrame:
     return rows.assign(x=x.round(6)).dropna(subset="x")
 
 
+def _note(ax, text: str, **kwargs) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", color="0.4", **kwargs)
+
+
 def _iteration_lines(ax, iterations: Sequence[int]) -> None:
     for t in iterations:
         ax.axvline(t, color="0.6", linewidth=0.6, linestyle=":", zorder=0)
@@ -144,14 +148,7 @@ def gradient_concentration(
         ax.set_ylim(0, 1.05)
         ax.set_xlim(0, alpha_max)
         if not len(pts):
-            ax.text(
-                0.5,
-                0.5,
-                f"no steps logged {std_metric}",
-                transform=ax.transAxes,
-                ha="center",
-                color="0.4",
-            )
+            _note(ax, f"no steps logged {std_metric}")
             continue
         for q, style in zip((10, 50, 90), (":", "-", "--"), strict=True):
             sigma = float(np.percentile(pts.sigma, q))
@@ -430,15 +427,7 @@ def training_curves(
         ax.set_xlabel("training progress (iteration)")
         _iteration_lines(ax, [t for t in iterations if t > 0])
         if metric not in curves.index.get_level_values("metric"):
-            ax.text(
-                0.5,
-                0.5,
-                f"no run logged\n{metric}",
-                transform=ax.transAxes,
-                ha="center",
-                va="center",
-                color="0.4",
-            )
+            _note(ax, f"no run logged\n{metric}", va="center")
             continue
         panel = curves.loc[metric]
         for method in (m for m in methods if m in panel.index.get_level_values("series")):
