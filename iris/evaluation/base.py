@@ -80,7 +80,8 @@ def _key_values(text: str) -> dict[str, Any]:
     return {key.strip(): yaml.safe_load(value) if value.strip() else "" for key, _, value in pairs}
 
 
-def _setting(default: Any, help: str, parse: Callable[[str], Any] | None = None) -> Any:
+def setting(default: Any, help: str, parse: Callable[[str], Any] | None = None) -> Any:
+    """A dataclass field with its help (and the parser of its ``iris eval`` flag)."""
     metadata = {"help": help} if parse is None else {"help": help, "parse": parse}
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -91,26 +92,26 @@ class EvalSettings:
     (extended by :class:`~iris.evaluation.lm_eval_evaluator.LmEvalEvaluator`) the loop's
     ``evaluation`` keys. ``metadata["parse"]`` reads a flag whose type does not say how."""
 
-    backend: Literal["hf", "vllm"] = _setting("hf", "lm-eval model backend: hf or vllm (GPU).")
-    batch_size: int | str = _setting(
+    backend: Literal["hf", "vllm"] = setting("hf", "lm-eval model backend: hf or vllm (GPU).")
+    batch_size: int | str = setting(
         8, "Integer, or auto / auto:N (lm-eval's search).", _int_or_auto
     )
-    dtype: str = _setting("auto", "auto (the checkpoint's), bfloat16, float16 or float32.")
-    device: str | None = _setting(None, "cuda, cuda:0, cpu… (default: cuda when available).")
-    revision: str | None = _setting(None, "Hub revision of the model (branch, tag or commit).")
-    tokenizer: str | None = _setting(None, "Tokenizer directory or hub id (default: the model's).")
-    apply_chat_template: bool = _setting(False, "Wrap prompts in the tokenizer's chat template.")
-    fewshot_as_multiturn: bool = _setting(
+    dtype: str = setting("auto", "auto (the checkpoint's), bfloat16, float16 or float32.")
+    device: str | None = setting(None, "cuda, cuda:0, cpu… (default: cuda when available).")
+    revision: str | None = setting(None, "Hub revision of the model (branch, tag or commit).")
+    tokenizer: str | None = setting(None, "Tokenizer directory or hub id (default: the model's).")
+    apply_chat_template: bool = setting(False, "Wrap prompts in the tokenizer's chat template.")
+    fewshot_as_multiturn: bool = setting(
         True, "With the chat template, few-shot examples as conversation turns."
     )
-    system_instruction: str | None = _setting(None, "System message prepended to every prompt.")
-    limit: int | float | None = _setting(
+    system_instruction: str | None = setting(None, "System message prepended to every prompt.")
+    limit: int | float | None = setting(
         None,
         "Samples per (sub)task (testing only; <1: a fraction); default all.",
         _count_or_fraction,
     )
-    bootstrap_iters: int = _setting(100_000, "Bootstrap resamples for non-mean stderrs (0: none).")
-    log_samples: bool = _setting(False, "Also write every sample's prompt, response and score.")
+    bootstrap_iters: int = setting(100_000, "Bootstrap resamples for non-mean stderrs (0: none).")
+    log_samples: bool = setting(False, "Also write every sample's prompt, response and score.")
     model_args: dict[str, Any] = dataclasses.field(
         default_factory=dict,
         metadata={

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from iris.config import ConfigError, from_dict
-from iris.evaluation.base import EvalSettings, MissingTokenizerError, register_evaluator, runs_at
+from iris.evaluation.base import (
+    EvalSettings,
+    MissingTokenizerError,
+    register_evaluator,
+    runs_at,
+    setting,
+)
 from iris.evaluation.harness import check_backend, check_tokenizer, evaluate_suite
 from iris.evaluation.suite import Suite, resolve_suite
 
@@ -35,19 +41,10 @@ __all__ = ["LmEvalEvaluator"]
 class LmEvalEvaluator(EvalSettings):
     """Scores an iteration's model on a suite with lm-eval (see :mod:`iris.evaluation.harness`)."""
 
-    suite: str = dataclasses.field(
-        default="iris10",
-        metadata={"help": "iris10, openllm_v1, a suite/task YAML path, or lm-eval task names."},
-    )
-    every: int = dataclasses.field(
-        default=1, metadata={"help": "Evaluate after every k-th iteration (and the last)."}
-    )
-    final: bool = dataclasses.field(
-        default=True, metadata={"help": "Always evaluate after the last iteration."}
-    )
-    name: str = dataclasses.field(
-        default="", metadata={"help": "File prefix in the output directory (default: suite name)."}
-    )
+    suite: str = setting("iris10", "iris10, openllm_v1, a suite/task YAML, or lm-eval task names.")
+    every: int = setting(1, "Evaluate after every k-th iteration (and the last).")
+    final: bool = setting(True, "Always evaluate after the last iteration.")
+    name: str = setting("", "File prefix in the output directory (default: the suite name).")
 
     _suite: Suite = dataclasses.field(init=False, repr=False, compare=False)
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from iris.config import ConfigError, from_dict, load_yaml
+from iris.evaluation.base import setting
 
 __all__ = [
     "BUILTIN_SUITES_DIR",
@@ -59,30 +60,16 @@ _METRIC_KEY = re.compile(r"^(?P<metric>[^,]+),(?P<filter>.+)$")
 class TaskSpec:
     """One benchmark of a suite: an lm-eval task, group or tag, and how it is scored."""
 
-    task: str = dataclasses.field(
-        metadata={"help": "lm-eval task/group/tag name (a key of lm-eval's task registry)."}
-    )
-    num_fewshot: int | None = dataclasses.field(
-        default=None,
-        metadata={"help": "Shots, set on every subtask; None keeps the task config's default."},
-    )
+    task: str = setting(dataclasses.MISSING, "lm-eval task/group/tag name (a registry key).")
+    num_fewshot: int | None = setting(None, "Shots, set on every subtask; None: the config's.")
     metric: str | list[str] | None = dataclasses.field(
         default=None,
-        metadata={
-            "help": "Metric scoring the task (several: their unweighted mean); None: the "
-            "first metric lm-eval reports for it."
-        },
+        metadata={"help": "Metric scoring the task (several: their mean); None: lm-eval's first."},
     )
-    filter: str = dataclasses.field(
-        default=NO_FILTER,
-        metadata={"help": "lm-eval filter name of the metric (e.g. gsm8k's 'strict-match')."},
-    )
-    label: str | None = dataclasses.field(
-        default=None, metadata={"help": "Display name (defaults to the task name)."}
-    )
+    filter: str = setting(NO_FILTER, "lm-eval filter of the metric (e.g. gsm8k's 'strict-match').")
+    label: str | None = setting(None, "Display name (defaults to the task name).")
     config: dict[str, Any] | None = dataclasses.field(
-        default=None,
-        metadata={"help": "Inline lm-eval task config (a dict with 'task': this task's name)."},
+        default=None, metadata={"help": "Inline lm-eval task config (with 'task': this name)."}
     )
 
     def __post_init__(self) -> None:
@@ -158,11 +145,6 @@ class Suite:
         if self.source and Path(self.source).is_file():
             return hashlib.sha256(Path(self.source).read_bytes()).hexdigest()
         return None
-
-
-# --------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -280,11 +262,6 @@ def _peek_yaml(path: Path) -> Any:
     _Peek.add_multi_constructor("!", lambda loader, suffix, node: None)
     with path.open(encoding="utf-8") as handle:
         return yaml.load(handle, Loader=_Peek)  # a SafeLoader subclass
-
-
-# --------------------------------------------------------------------------------------
-# Scoring
-# --------------------------------------------------------------------------------------
 
 
 def _number(value: Any) -> float:
