@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -55,6 +56,30 @@ def _selfplay(args: argparse.Namespace) -> int:
     if run.main_process:  # once per launch
         print(summary(run))
         print(f"run directory: {run.root}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    """Show a run config as iris reads it: every key with its value, type and help."""
+    from iris.config import SelfPlayConfig, config_help, load_config, to_dict
+    from iris.runs import flatten_config
+
+    values = flatten_config(to_dict(load_config(SelfPlayConfig, args.config, args.overrides)))
+    rows = {key: (kind, text) for key, kind, text in config_help(SelfPlayConfig)}
+    if args.verbose:  # training.* keys are the trainer config's fields
+        import dataclasses
+
+        from iris.trainer import IrisConfig
+
+        for field in dataclasses.fields(IrisConfig):
+            help_text = " ".join(field.metadata.get("help", "").split())
+            rows[f"training.{field.name}"] = (str(field.type), help_text)
+    for key, value in values.items():
+        line = f"{key}: {json.dumps(value)}"
+        if args.verbose and (key in rows or ".".join(key.split(".")[:2]) in rows):
+            kind, text = rows.get(key) or rows[".".join(key.split(".")[:2])]
+            line += f"  # {kind}: {text}"
+        print(line)
     return 0
 
 
@@ -160,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ):
         _add_selfplay_arguments(commands.add_parser(command, help=text), stage=stage)
+
+    config = commands.add_parser(
+        "config",
+        help=_config.__doc__,
+        epilog="Any further --section.key value pairs override the config, as for selfplay.",
+    )
+    config.add_argument("config", help="YAML file of a SelfPlayConfig")
+    config.add_argument("-v", "--verbose", action="store_true", help="add each key's type and help")
+    config.set_defaults(run=_config, accepts_overrides=True)
 
     from iris.plan import DEFAULT_GPU_MEMORY_GIB
 

@@ -23,7 +23,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -383,9 +383,19 @@ def check_scalar_fields(cls: type, values: Mapping[str, Any], prefix: str) -> No
 
 
 def _type_name(tp: Any) -> str:
-    if isinstance(tp, type) and not typing.get_args(tp):
-        return tp.__name__
-    return str(tp).replace("typing.", "").replace("NoneType", "None")
+    """``int | None``, ``'hf' | 'vllm'``, ``list[float]``: a field's type as a reader writes it."""
+    names = []
+    for option in _options(tp):
+        args = typing.get_args(option)
+        if typing.get_origin(option) is Literal:
+            names.append(" | ".join(map(repr, args)))
+        elif args:
+            names.append(
+                f"{typing.get_origin(option).__name__}[{', '.join(map(_type_name, args))}]"
+            )
+        else:
+            names.append("None" if option is type(None) else getattr(option, "__name__", "Any"))
+    return " | ".join(names)
 
 
 def config_help(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:

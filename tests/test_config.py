@@ -303,3 +303,19 @@ def test_locate_names_the_file_line_or_override(tmp_path):
         locate("data.source: x does not exist", path) == f"{path}:2: data.source: x does not exist"
     )
     assert locate("--iteration 2 is outside", path) == "--iteration 2 is outside"
+
+
+def test_iris_config_shows_every_resolved_key(config_file, capsys):
+    from iris.cli import main
+
+    assert main(["config", str(config_file), "--data.n_train", "7", "-v"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    shown = dict(line.split(": ", 1) for line in lines)
+    assert shown["data.n_train"].startswith("7  # int | None = 50000: Training pairs")
+    assert shown["generation.backend"].startswith("\"hf\"  # 'hf' | 'vllm' | 'auto' = 'hf'")
+    assert shown["training.learning_rate"].startswith("5e-07  # ")  # the trainer's own help
+    assert all(
+        f"{key}: " in "\n".join(lines)
+        for key, _, _ in config_help(SelfPlayConfig)
+        if not key.startswith(("training", "evaluation", "per_iteration", "generation.vllm"))
+    )
