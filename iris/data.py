@@ -730,17 +730,6 @@ def select_subsets(
     return DataSplit(train=train, heldout=heldout, stats=stats)
 
 
-def nested_subsets(
-    records: Sequence[Record], sizes: Iterable[int], *, seed: int = 0
-) -> dict[int, list[Record]]:
-    """``{n: the n-record training subset}`` for each size (each contains the smaller ones)."""
-    sizes = sorted(set(sizes))
-    ranked = rank_records(deduplicate(records)[0], seed)
-    if sizes and sizes[-1] > len(ranked):
-        raise ValueError(f"subset size {sizes[-1]} exceeds the {len(ranked)} unique prompts")
-    return {n: ranked[:n] for n in sizes}
-
-
 def prepare_data(config: DataConfig) -> DataSplit:
     """Load, validate, deduplicate and split the annotated data described by a ``DataConfig``."""
     loaded = load_annotated(
@@ -914,11 +903,6 @@ def turn_format(tokenizer: PreTrainedTokenizerBase) -> TurnFormat:
             _TURN_FORMATS.clear()
         _TURN_FORMATS[key] = _compute_turn_format(tokenizer, specials)
     return _TURN_FORMATS[key]
-
-
-def end_of_turn(tokenizer: PreTrainedTokenizerBase) -> str:
-    """What ends a response that stopped by itself (e.g. ``"</s>"``; ``" <eos>"`` for the tiny template)."""
-    return turn_format(tokenizer).end
 
 
 def format_completion(

@@ -929,18 +929,3 @@ class RunDir:
                 )
                 return False
         return True
-
-    def invalidate(self, stage: str, iteration: int | None = None) -> None:
-        """Remove a stage's marker (its outputs stay; the stage will be re-run)."""
-        if self.main_process:
-            with contextlib.suppress(FileNotFoundError):
-                self.marker_path(stage, iteration).unlink()
-
-    def completed_iterations(self, stage: str, *, verify: bool = False) -> list[int]:
-        """Iterations ``t`` (sorted) whose ``iter_<t>/<stage>.DONE`` marker is valid."""
-        found = []
-        for marker in self.root.glob(f"iter_*/{stage}{MARKER_SUFFIX}"):
-            suffix = marker.parent.name.removeprefix("iter_")
-            if suffix.isdigit() and self.stage_done(stage, int(suffix), verify=verify):
-                found.append(int(suffix))
-        return sorted(found)

@@ -21,22 +21,27 @@ from iris.data import (
     build_selfplay_records,
     detect_layout,
     encode_prompts,
-    end_of_turn,
     first_turn,
     format_completion,
     format_prompt,
     given_synthetic,
     load_annotated,
-    nested_subsets,
     prepare_data,
     prompt_id,
     read_records,
     select_subsets,
+    turn_format,
     write_records,
 )
 from iris.tiny_models import make_word_tokenizer
 
 WORDS = [f"w{i}" for i in range(30)]
+
+
+def nested_subsets(records, sizes, *, seed=0):
+    """``{n: the training set select_subsets draws for n_train=n}`` for each size."""
+    return {n: select_subsets(records, n_train=n, seed=seed).train for n in set(sizes)}
+
 
 ZEPHYR_TEMPLATE = (
     "{% for message in messages %}\n{% if message['role'] == 'user' %}\n"
@@ -307,7 +312,7 @@ def test_records_round_trip(tmp_path):
 
 def test_prompt_and_completion_format(tokenizer):
     assert format_prompt(tokenizer, "w1 w2") == "<|user|> w1 w2 <|assistant|> "
-    assert end_of_turn(tokenizer) == " <eos>"
+    assert turn_format(tokenizer).end == " <eos>"
     assert format_completion(tokenizer, "w1 w2", "w3 w4") == "w3 w4 <eos>"
     assert format_completion(tokenizer, "w1 w2", "w3 w4", terminated=False) == "w3 w4"
     # prompt + completion is exactly the chat template's rendering, up to the end-of-turn token

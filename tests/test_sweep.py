@@ -133,7 +133,7 @@ def test_skips_finished_runs(tmp_path, capsys):
     assert sweep.is_complete(done, verify=False)  # same size: only the checksum tells
     assert not sweep.is_complete(done)
     # Partly done: the finished stage's command is shown as done, the rest still printed.
-    directory.invalidate("eval", 0)
+    directory.marker_path("eval", 0).unlink()
     (directory.model_dir(0) / "model.safetensors").write_bytes(b"weights 0")
     assert sweep.main([*args, "--only", "*sft/n_train=50000"]) == 0
     out = capsys.readouterr().out
