@@ -92,14 +92,16 @@ def _add_selfplay_arguments(parser: argparse.ArgumentParser, *, stage: str | Non
             parser.add_argument(
                 "--iteration", type=int, required=True, help="iteration t (0-based)"
             )
-    from iris.config import SelfPlayConfig, format_config_help
+    from iris.config import SelfPlayConfig, config_help
 
     parser.set_defaults(run=_selfplay, accepts_overrides=True)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = (
         "Any further --section.key value pairs override the config. Its keys ('training' takes "
         "the keys of iris.trainer.IrisConfig, a trl.DPOConfig):\n\n"
-        + format_config_help(SelfPlayConfig)
+        + "\n".join(
+            f"  {key} ({kind})\n      {text}" for key, kind, text in config_help(SelfPlayConfig)
+        )
     )
 
 

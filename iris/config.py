@@ -342,11 +342,6 @@ def load_config(
         pairs = [(str(k), str(v)) for k, v in overrides.items()]
     else:
         pairs = parse_overrides([str(o) for o in overrides])
-    try:
-        cls.model_validate(data)  # type: ignore[attr-defined]
-    except ValidationError as err:  # the file's own unknown keys come before the overrides'
-        if any(e["type"] == "extra_forbidden" for e in err.errors()) or not pairs:
-            raise _explain(err, cls, source, lines=lines) from None
     data = apply_overrides(cls, data, pairs)
     try:
         return cls.model_validate(data)  # type: ignore[attr-defined,return-value]
@@ -412,11 +407,6 @@ def config_help(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
             kind += f" = {field.default!r}"
         rows.append((prefix + name, kind, field.description or ""))
     return rows
-
-
-def format_config_help(cls: type) -> str:
-    """Every key of a config class as an indented list (the epilog of ``iris selfplay --help``)."""
-    return "\n".join(f"  {key} ({kind})\n      {text}" for key, kind, text in config_help(cls))
 
 
 def non_result_keys(config_or_cls: Any) -> list[str]:
