@@ -117,6 +117,12 @@ class GenerationConfig(Section):
     vllm_kwargs: dict[str, Any] = _field(
         dict, "Extra keyword arguments for vllm.LLM (e.g. gpu_memory_utilization)."
     )
+    given: list[str | None] = _field(
+        list,
+        "Per iteration t, a source (as data.source; 'data' = data.source itself) whose "
+        "synthetic responses (SPIN's 'generated', TRL's 'rejected') iteration t trains on "
+        "instead of generating; null, or t past the list: generate.",
+    )
 
 
 class SelfPlayConfig(Section):
@@ -193,6 +199,11 @@ class SelfPlayConfig(Section):
                     f"{name} has {len(values)} values but iterations = {self.iterations} "
                     "(give one per iteration)"
                 )
+        if len(self.generation.given) > self.iterations:
+            raise ValueError(
+                f"generation.given has {len(self.generation.given)} entries but iterations = "
+                f"{self.iterations} (at most one per iteration)"
+            )
         for key, values in self.per_iteration.items():
             if len(values) != self.iterations:
                 raise ValueError(
@@ -210,6 +221,11 @@ class SelfPlayConfig(Section):
             training["learning_rate"] = self.learning_rates[iteration]
         if self.betas is not None:
             training["beta"] = self.betas[iteration]
+        if len(self.generation.given) > self.iterations:
+            raise ValueError(
+                f"generation.given has {len(self.generation.given)} entries but iterations = "
+                f"{self.iterations} (at most one per iteration)"
+            )
         for key, values in self.per_iteration.items():
             training[key] = values[iteration]
         return training

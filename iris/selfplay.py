@@ -33,8 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from iris.config import ConfigError, SelfPlayConfig, non_result_keys, to_dict
 from iris.data import (
+    DataError,
     build_selfplay_records,
     format_prompts,
+    given_synthetic,
     prepare_data,
     read_records,
     write_records,
@@ -51,7 +53,7 @@ from iris.generation import (
     read_generations,
     resolve_backend_name,
 )
-from iris.runs import RunDir, atomic_write_json, read_json
+from iris.runs import RunDir, atomic_write_json, atomic_write_jsonl, read_json
 from iris.sft import SFT_LOSS, sft_rows, train_sft
 
 if TYPE_CHECKING:
@@ -194,6 +196,50 @@ def _generate(
         run.mark_done(stage, [output, meta_path(output)], iteration)
 
 
+def _given(config: SelfPlayConfig, iteration: int) -> dict[str, Any] | None:
+    """Where iteration t's synthetic responses are given (``generation.given``), or None."""
+    given = config.generation.given
+    if iteration >= len(given) or given[iteration] is None:
+        return None
+    data = config.data
+    source = data.source if given[iteration] == "data" else given[iteration]
+    return {
+        "source": source,
+        "split": data.split,
+        "revision": data.revision if given[iteration] == "data" else None,
+        "skip_invalid": data.skip_invalid,
+        "repeated_prompts": data.repeated_prompts,
+    }
+
+
+def _given_table(config: SelfPlayConfig, iteration: int, records) -> dict[str, dict[str, Any]]:
+    """Iteration t's given synthetic responses, one per training prompt (else a DataError)."""
+    where = _given(config, iteration)
+    table = given_synthetic(**where)
+    missing = [r for r in records if r["id"] not in table]
+    if missing:
+        raise DataError(
+            f"{where['source']} (generation.given[{iteration}]): no synthetic response for "
+            f"{len(missing)} of the {len(records)} training prompts, e.g. "
+            f"{missing[0]['prompt'][:80]!r}; it must hold every prompt of data.source"
+        )
+    return table
+
+
+def _stage_given(config: SelfPlayConfig, run: RunDir, state, iteration: int, records) -> None:
+    """The generate stage of an iteration whose synthetic responses are given: copy them."""
+    if _stage_done(run, state, "generate", iteration):
+        return
+    output = run.generated_path(iteration)
+    with run.stage("generate", iteration) as info:
+        if state.is_main_process:
+            table = _given_table(config, iteration, records)
+            atomic_write_jsonl(output, [table[r["id"]] for r in records])
+            info.update(rows=len(records), given=_given(config, iteration)["source"])
+        state.wait_for_everyone()
+        run.mark_done("generate", [output], iteration)
+
+
 def _training_rows(
     config: SelfPlayConfig,
     run: RunDir,
@@ -299,6 +345,9 @@ def _check_sources(config: SelfPlayConfig) -> None:
             )
     if is_missing_local_file(config.data.source):
         raise ConfigError(f"data.source: {config.data.source} does not exist")
+    for t, source in enumerate(config.generation.given):
+        if source not in (None, "data") and is_missing_local_file(source):
+            raise ConfigError(f"generation.given[{t}]: {source} does not exist")
 
 
 def _check_training(config: SelfPlayConfig) -> None:
@@ -587,6 +636,9 @@ def run_selfplay(
     if skip.allows(run, "data", None):
         _stage_data(config, run, state)
     records = read_records(run.data_dir / TRAIN_RECORDS)
+    for t in range(config.iterations):  # before any generation or training
+        if _given(config, t) and not run.stage_done("generate", t):
+            _given_table(config, t, records)
     tokenizer = _load_tokenizer(config)
     prompts = format_prompts(tokenizer, [r["prompt"] for r in records])
     items = [{"id": r["id"], "prompt": p} for r, p in zip(records, prompts, strict=True)]
@@ -612,7 +664,9 @@ def run_selfplay(
     else:
         last = config.iterations - 1 if skip.iteration is None else skip.iteration
     for t in range(last + 1):
-        if not _is_supervised(config) and skip.allows(run, "generate", t):
+        if not _is_supervised(config) and skip.allows(run, "generate", t) and _given(config, t):
+            _stage_given(config, run, state, t, records)
+        elif not _is_supervised(config) and skip.allows(run, "generate", t):
             _generate(
                 config,
                 run,

@@ -255,3 +255,60 @@ def test_raising_iterations_extends_a_finished_run(workspace, tmp_path, capsys):
     changed = ["--iterations", "4", "--learning_rates", "[1.0e-3, 2.0e-3, 5.0e-4, 5.0e-4]"]
     assert main(["selfplay", "--config", str(config), "--output-dir", str(extended), *changed]) == 2
     assert "learning_rates" in capsys.readouterr().err
+
+
+def _layout_file(workspace: Path, layout: str) -> Path:
+    """The workspace's pairs as SPIN (real/generated) or TRL preference (prompt/chosen/rejected)
+    rows; the synthetic response of row i is 'w23' repeated i % 3 + 1 times."""
+    path = workspace / f"{layout}.jsonl"
+    with path.open("w") as out:
+        for i, row in enumerate(read_jsonl(workspace / "data.jsonl")):
+            synthetic = " ".join(["w23"] * (i % 3 + 1))
+            user = {"role": "user", "content": row["prompt"]}
+            if layout == "spin":
+                row = {
+                    "real": [user, {"role": "assistant", "content": row["real"]}],
+                    "generated": [user, {"role": "assistant", "content": synthetic}],
+                }
+            else:
+                row = {"prompt": row["prompt"], "chosen": row["real"], "rejected": synthetic}
+            out.write(json.dumps(row) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("layout", ["spin", "trl"])
+def test_spin_and_trl_data_train_on_their_given_synthetic_responses(workspace, tmp_path, layout):
+    """SPIN's published iteration data trains as is: iteration 0 takes the file's own synthetic
+    responses (SPIN 'generated', TRL 'rejected'); iteration 1 generates from θ1."""
+    data = _layout_file(workspace, layout)
+    config = write_config(workspace, f"given-{layout}")
+    text = config.read_text().replace(str(workspace / "data.jsonl"), str(data))
+    config.write_text(text.replace("temperature: 1.0}", "temperature: 1.0, given: [data]}"))
+    out = tmp_path / "run"
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(out)]) == 0
+    run = RunDir(out)
+    given = read_jsonl(run.generated_path(0))
+    assert len(given) == 24 and {g["text"] for g in given} == {"w23", "w23 w23", "w23 w23 w23"}
+    trained = read_jsonl(run.train_data_path(0))  # rendered turns: text, then end of turn
+    reals = {r["real"] for r in read_jsonl(workspace / "data.jsonl")}
+    assert {r["real"].removesuffix(" <eos>") for r in trained} == reals
+    assert all(
+        r["generated"].removesuffix(" <eos>").split() == ["w23"] * len(r["generated"].split()[:-1])
+        for r in trained
+    )
+    assert run.stage_done("train", 1) and run.read_manifest()["stages"]["iter_0/generate"][-1][
+        "given"
+    ] == str(data)
+    assert not {g["text"] for g in read_jsonl(run.generated_path(1))} <= {"w23", "w23 w23"}
+
+
+def test_given_synthetic_responses_are_checked_before_any_stage(workspace, tmp_path, capsys):
+    config = write_config(workspace, "given-chat")  # chat-style pairs carry no synthetic response
+    config.write_text(
+        config.read_text().replace("temperature: 1.0}", "temperature: 1.0, given: [data]}")
+    )
+    out = tmp_path / "run"
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(out)]) == 2
+    assert "24 row(s) give no synthetic response" in capsys.readouterr().err
+    run = RunDir(out)
+    assert not run.stage_done("generate", 0) and not run.iteration_dir(0, create=False).exists()
