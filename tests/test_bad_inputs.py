@@ -164,9 +164,9 @@ CASES = {
         "--iteration -1 is outside this run's iterations 0..1",
     ),
     "tracker not installed": (
-        lambda w: _config(w, "c", training="  report_to: [tensorboard]"),
+        lambda w: _config(w, "c", training="  report_to: [wandb]"),
         [],
-        "training.report_to: TensorBoardCallback requires",
+        "training.report_to: WandbCallback requires wandb to be installed",
     ),
     "fp16 without a GPU": (
         lambda w: _config(w, "c", training="  fp16: true"),
@@ -181,7 +181,7 @@ CASES = {
 }
 
 CANNOT_HAPPEN_HERE = {
-    "tracker not installed": importlib.util.find_spec("tensorboard") is not None,
+    "tracker not installed": importlib.util.find_spec("wandb") is not None,
     "fp16 without a GPU": torch.cuda.is_available(),
     "vLLM cannot run here": importlib.util.find_spec("vllm") is not None
     and torch.cuda.is_available(),

@@ -312,3 +312,24 @@ def test_given_synthetic_responses_are_checked_before_any_stage(workspace, tmp_p
     assert "24 row(s) give no synthetic response" in capsys.readouterr().err
     run = RunDir(out)
     assert not run.stage_done("generate", 0) and not run.iteration_dir(0, create=False).exists()
+
+
+def test_tensorboard_events_hold_the_iris_metrics(workspace, tmp_path):
+    """report_to: [tensorboard] (the paper configs' tracker) writes α, ESS/n and −L_α live."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = write_config(workspace, "tb")
+    text = config.read_text().replace("report_to: []", "report_to: [tensorboard]")
+    config.write_text(text.replace("iterations: 2", "iterations: 1"))
+    out = tmp_path / "run"
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(out)]) == 0
+    (events,) = {p.parent for p in (out / "iter_0").rglob("events.out.tfevents.*")}
+    tags = set(EventAccumulator(str(events)).Reload().Tags()["scalars"])
+    for name in (
+        "alpha",
+        "weights/real_ess_fraction",
+        "weights/generated_ess_fraction",
+        "objective/variational_estimate",
+        "loss",
+    ):
+        assert f"train/{name}" in tags, sorted(tags)
