@@ -11,13 +11,12 @@ the rewards β·logratio over the step's batch (``rewards/<side>_std``) as σ.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
+import pandas as pd
 
 from .records import TRAIN, Records
 
-__all__ = ["SIDES", "ConcentrationPoints", "ess_fraction_theory", "measured_concentration", "tilt"]
+__all__ = ["SIDES", "ess_fraction_theory", "measured_concentration", "tilt"]
 
 # side -> (display name, weights metric, reward-std metric)
 SIDES: dict[str, tuple[str, str, str]] = {
@@ -49,29 +48,12 @@ def ess_fraction_theory(tau: np.ndarray | float, sigma: np.ndarray | float) -> n
     return np.exp(-np.square(tau) * np.square(sigma))
 
 
-@dataclasses.dataclass(frozen=True)
-class ConcentrationPoints:
-    """Per logged step of one side: α, σ, measured ESS/n, and the run/method it comes from."""
-
-    side: str
-    alpha: np.ndarray
-    sigma: np.ndarray
-    ess_fraction: np.ndarray
-    method: np.ndarray  # labels (object array)
-    run: np.ndarray
-
-    @property
-    def predicted(self) -> np.ndarray:
-        return ess_fraction_theory(tilt(self.alpha, self.side), self.sigma)
-
-    def __len__(self) -> int:
-        return int(self.alpha.size)
-
-
-def measured_concentration(records: Records, side: str) -> ConcentrationPoints:
+def measured_concentration(records: Records, side: str) -> pd.DataFrame:
     """Steps (of any run) that logged α, ``weights/<side>_ess_fraction`` and ``rewards/<side>_std``.
 
-    Steps where any of the three is NaN are left out (NaN was already warned about).
+    One row per step: ``run, method, alpha, sigma, ess_fraction`` and ``predicted`` (the
+    ESS/n of :func:`ess_fraction_theory` at the step's α and σ). Steps where any of the
+    three is NaN are left out (NaN was already warned about).
     """
     _, ess_metric, std_metric = SIDES[side]
     wanted = ["alpha", ess_metric, std_metric]
@@ -79,14 +61,10 @@ def measured_concentration(records: Records, side: str) -> ConcentrationPoints:
     steps = logged.pivot_table(
         index=["run", "iteration", "step"], columns="metric", values="value", aggfunc="last"
     )
-    steps = steps.reindex(columns=wanted).dropna()  # a NaN was already warned about
-    runs = steps.index.get_level_values("run").to_numpy(dtype=object)
+    steps = steps.reindex(columns=wanted).dropna().reset_index()
+    steps = steps.rename(columns={ess_metric: "ess_fraction", std_metric: "sigma"})
     methods = {run.run: run.method for run in records.runs.values()}
-    return ConcentrationPoints(
-        side=side,
-        alpha=steps["alpha"].to_numpy(dtype=float),
-        sigma=steps[std_metric].to_numpy(dtype=float),
-        ess_fraction=steps[ess_metric].to_numpy(dtype=float),
-        method=np.array([methods[run] for run in runs], dtype=object),
-        run=runs,
-    )
+    return steps.assign(
+        method=steps.run.map(methods),
+        predicted=ess_fraction_theory(tilt(steps.alpha, side), steps.sigma),
+    )[["run", "method", "alpha", "sigma", "ess_fraction", "predicted"]]

@@ -126,16 +126,34 @@ def gradient_concentration(
     formats: Sequence[str] = FORMATS,
 ) -> list[Path]:
     """ESS/n of the annotated and synthetic weights vs α: exp(−τ²σ²) against logged values."""
-    points = {side: measured_concentration(records, side) for side in SIDES}
+    series = records.series_labels()  # curves are series (method, and n or model when they vary)
+    points = {
+        side: (p := measured_concentration(records, side)).assign(method=p.run.map(series))
+        for side in SIDES
+    }
     if not any(len(p) for p in points.values()):
         raise NoData(
             "no run logged alpha together with weights/<side>_ess_fraction and rewards/<side>_std "
             "(IRIS runs with reward-std logging)"
         )
-    series = records.series_labels()
-    for pts in points.values():  # curves are series (method, and n or model when they vary)
-        pts.method[:] = [series[run] for run in pts.run]
     colors = method_colors(records)
+    markers = {"real": "o", "generated": "^"}
+
+    def scatter(ax, pts, x: str, marker: str, legend: bool) -> None:
+        """Logged ESS/n against column ``x``, one colour (and legend entry) per series."""
+        for method, mine in pts.groupby("method", sort=False):
+            ax.scatter(
+                mine[x],
+                mine.ess_fraction,
+                s=14,
+                marker=marker,
+                color=colors.get(method),
+                edgecolor="white",
+                linewidth=0.3,
+                label=method if legend else None,
+                zorder=3,
+            )
+
     fig = new_figure(7.2, 2.5)
     axes = fig.subplots(1, 3)
     alpha_max = max(3.0, *(1.1 * float(p.alpha.max()) for p in points.values() if len(p)))
@@ -143,10 +161,7 @@ def gradient_concentration(
     for ax, (side, pts) in zip(axes[:2], points.items(), strict=True):
         display, _, std_metric = SIDES[side]
         ax.set_title(f"{display} weights, tilt {'α−1' if side == 'real' else 'α'}")
-        ax.set_xlabel("order α")
-        ax.set_ylabel("ESS / n")
-        ax.set_ylim(0, 1.05)
-        ax.set_xlim(0, alpha_max)
+        ax.set(xlabel="order α", ylabel="ESS / n", ylim=(0, 1.05), xlim=(0, alpha_max))
         if not len(pts):
             _note(ax, f"no steps logged {std_metric}")
             continue
@@ -160,42 +175,15 @@ def gradient_concentration(
                 linewidth=1.0,
                 label=f"exp(−τ²σ²), σ={sigma:.2g} (p{q})",
             )
-        for method in dict.fromkeys(pts.method):
-            mask = pts.method == method
-            ax.scatter(
-                pts.alpha[mask],
-                pts.ess_fraction[mask],
-                s=14,
-                color=colors.get(method),
-                edgecolor="white",
-                linewidth=0.3,
-                label=method,
-                zorder=3,
-            )
+        scatter(ax, pts, "alpha", "o", legend=True)
         ax.legend(loc="lower left")
     ax = axes[2]
     ax.set_title("logged vs predicted, per step")
     ax.plot([0, 1], [0, 1], color="0.5", linewidth=0.8)
-    markers = {"real": "o", "generated": "^"}
     for side, pts in points.items():
-        if not len(pts):
-            continue
-        for method in dict.fromkeys(pts.method):
-            mask = pts.method == method
-            ax.scatter(
-                pts.predicted[mask],
-                pts.ess_fraction[mask],
-                s=14,
-                marker=markers[side],
-                color=colors.get(method),
-                edgecolor="white",
-                linewidth=0.3,
-                zorder=3,
-            )
-    ax.set_xlabel("predicted exp(−τ²σ²) from the step's σ")
-    ax.set_ylabel("logged ESS / n")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.05)
+        scatter(ax, pts, "predicted", markers[side], legend=False)
+    ax.set(xlabel="predicted exp(−τ²σ²) from the step's σ", ylabel="logged ESS / n")
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.05))
     handles = [
         Line2D([], [], marker=m, linestyle="", color="0.3", label=SIDES[s][0])
         for s, m in markers.items()

@@ -141,7 +141,6 @@ class RunInfo:
     schedule_config: Mapping[str, Any] | None
     seed: int | None
     n_train: int | None
-    beta: float
     config: Mapping[str, Any]
     completed: Mapping[str, tuple[int, ...]]  # stage -> iterations with a <stage>.DONE marker
     non_result_keys: tuple[str, ...] = ()
@@ -422,7 +421,6 @@ class _Loader:
         if loss == "iris" and math.isnan(alpha) and schedule is None:
             alpha = 1.0  # the trainer's default order
         data = config.get("data") or {}
-        beta = _number(training.get("beta"))
         completed: dict[str, list[int]] = {}
         for marker in path.glob(f"iter_*/*{MARKER_SUFFIX}"):
             if marker.parent.name[5:].isdigit():
@@ -439,7 +437,6 @@ class _Loader:
             schedule_config=schedule_config,
             seed=_int(config.get("seed")),
             n_train=_int(data.get("n_train")) if isinstance(data, Mapping) else None,
-            beta=math.nan if beta is None else beta,
             config=config,
             completed={k: tuple(sorted(v)) for k, v in completed.items()},
             non_result_keys=tuple(manifest.get("non_result_keys") or ()),
@@ -465,7 +462,6 @@ class _Loader:
             schedule_config=None,
             seed=None,
             n_train=None,
-            beta=math.nan,
             config={},
             completed={"train": (0,)} if state else {},
         )

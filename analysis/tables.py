@@ -17,7 +17,6 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .records import EVAL, MissingValueWarning, NoData, Records, RunInfo, format_n, method_sort_key
@@ -58,12 +57,9 @@ def seed_stat(values: Sequence[float], *, scale: float = 1.0) -> Stat:
     >>> round(stat.mean, 6), round(stat.std, 6), stat.n
     (31.0, 1.414214, 2)
     """
-    array = np.asarray(values, dtype=float) * scale
-    if array.size == 0:
-        return Stat(math.nan, math.nan, 0)
-    mean = float(np.mean(array))
-    std = float(np.std(array, ddof=1)) if array.size > 1 else math.nan
-    return Stat(mean, std, int(array.size))
+    array = pd.Series(values, dtype=float) * scale
+    std = array.std(ddof=1, skipna=False) if array.size > 1 else math.nan
+    return Stat(float(array.mean(skipna=False)), float(std), int(array.size))
 
 
 def _short_model(model: str) -> str:
@@ -192,14 +188,6 @@ def _groups(records: Records, runs) -> dict[tuple, list[RunInfo]]:
     )
 
 
-def _mean(values: pd.Series) -> float:
-    return values.mean(skipna=False)
-
-
-def _std(values: pd.Series) -> float:
-    return values.std(ddof=1, skipna=False)
-
-
 def _seed_stats(
     records: Records, suite: str, metrics: Sequence[str], scale: float
 ) -> tuple[pd.DataFrame, dict[tuple, list[RunInfo]]]:
@@ -230,15 +218,7 @@ def _seed_stats(
     grid = wide.reindex(pd.MultiIndex.from_tuples([i[1:] for i in index])) * scale
     grid["group"] = [i[0] for i in index]
     grid["iteration"] = [i[2] for i in index]
-    stats = grid.groupby(["group", "iteration"], sort=False)[list(metrics)].agg(
-        [_mean, _std, "size"]
-    )
-    return stats, groups
-
-
-def _stat(stats: pd.DataFrame, key: tuple, metric: str) -> Stat:
-    mean, std, n = stats.loc[key, metric]
-    return Stat(float(mean), float(std), int(n))
+    return grid.groupby(["group", "iteration"], sort=False)[list(metrics)].agg(seed_stat), groups
 
 
 def benchmark_table(
@@ -288,9 +268,9 @@ def benchmark_table(
         cells: list[Cell] = [Text(_short_model(model))] if len(models) > 1 else []
         cells += [Text(format_n(n_train))] if len(sizes) > 1 else []
         cells += [Text(method), Text(str(t)), Text(str(len(groups[group])))]
-        cells += [_stat(stats, (group, t), m) for m in metrics]
+        cells += [stats.loc[(group, t), m] for m in metrics]
         if delta:
-            now = _stat(stats, (group, t), delta)
+            now = stats.loc[(group, t), delta]
             before = previous.get(group)
             cells.append(
                 Text(NOT_APPLICABLE)
@@ -377,43 +357,25 @@ def reference_table(
             and members[0].loss == entry.method
             and (entry.n_train is None or key[1] == entry.n_train)
         ]
+        source = Text(reference.sources[entry.source].short)
         for iteration, published in entry.values.items():
-            found = False
-            for (_model, _n, method), members in matched:
-                evaluated = [t for g, t in stats.index if g == (_model, _n, method)]
+            found = []  # (iteration label, our method, seeds, our cell): one per matching group
+            for group, members in matched:
+                evaluated = [t for g, t in stats.index if g == group]
                 t = evaluated[-1] if iteration == FINAL and evaluated else iteration
-                if not isinstance(t, int) or t not in evaluated:
-                    continue
-                ours = _stat(stats, ((_model, _n, method), t), metric)
-                label = f"{iteration} ({t})" if iteration == FINAL else str(iteration)
-                rows.append(
-                    [
-                        Text(entry.label),
-                        Text(label),
-                        Text(method),
-                        Text(str(len(members))),
-                        Stat(published),
-                        ours,
-                        Stat(ours.mean - published, signed=True),
-                        Text(reference.sources[entry.source].short),
-                    ]
+                if isinstance(t, int) and t in evaluated:
+                    label = f"{iteration} ({t})" if iteration == FINAL else str(iteration)
+                    found.append(
+                        (label, group[2], str(len(members)), stats.loc[(group, t), metric])
+                    )
+            for label, method, seeds, ours in found or [(str(iteration), None, NO_RUN, None)]:
+                difference = (
+                    Text(NO_RUN) if ours is None else Stat(ours.mean - published, signed=True)
                 )
+                cells = [Text(label), Text(method or NO_RUN), Text(seeds), Stat(published)]
+                cells += [ours or Text(NO_RUN), difference, source]
+                rows.append([Text(entry.label), *cells])
                 row_keys.append((entry.key, iteration, method))
-                found = True
-            if not found:
-                rows.append(
-                    [
-                        Text(entry.label),
-                        Text(str(iteration)),
-                        Text(NO_RUN),
-                        Text(NO_RUN),
-                        Stat(published),
-                        Text(NO_RUN),
-                        Text(NO_RUN),
-                        Text(reference.sources[entry.source].short),
-                    ]
-                )
-                row_keys.append((entry.key, iteration, None))
     used = dict.fromkeys(e.source for e in entries)
     notes = [
         f"{'Values in %; ' if scale == 100 else ''}ours: mean ± sample std over seeds of the {suite} "
