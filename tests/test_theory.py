@@ -415,6 +415,7 @@ def test_negative_control(name: str, monkeypatch) -> None:
 from theory import general as G  # noqa: E402
 
 _G_TILTED_RISK, _G_RESCALED_RENYI = G.tilted_risk, G.rescaled_renyi  # before monkeypatching
+_G_JENSEN_SHANNON = G.jensen_shannon
 
 
 def _general_swapped_objective(g, p, q, alpha):
@@ -434,6 +435,47 @@ def _general_doubled_risk(loss, tau, base):
 
 def _general_half_tilt_risk(loss, tau, base):
     return _G_TILTED_RISK(loss, tau / 2, base)
+
+
+def _general_wrong_dv(g, p, q):  # Σ p g − log Σ q e^{2g}
+    return G.total(p(G.IX) * g(G.IX)) - sp.log(G.total(q(G.IX) * sp.exp(2 * g(G.IX))))
+
+
+def _general_wrong_pearson(t, p, q):  # T²/2 for T²/4
+    return G.total(p(G.IX) * t(G.IX)) - G.total(q(G.IX) * (t(G.IX) + t(G.IX) ** 2 / 2))
+
+
+def _general_doubled_js(p, q):  # 2 JS for JS
+    return 2 * _G_JENSEN_SHANNON(p, q)
+
+
+def _general_ess_not_divided(weight):  # ESS instead of ESS/n
+    return 1 / G.total(weight(G.IX) ** 2)
+
+
+def test_linear_sums_nested() -> None:
+    """A double sum Σ_i Σ_j is split innermost first: the Lagrange identity
+    n Σx² − (Σx)² = ½ Σ_{i,j} (x_i − x_j)² holds, with a wrong factor it does not."""
+    xb = G.positive_base("x")
+    x_i, x_j = xb[G.IX], xb[G.JX]
+    double = G.total(G.total((x_i - x_j) ** 2, G.JX))
+    difference = G.N * G.total(x_i**2) - G.total(x_i) ** 2
+    assert G.is_zero(difference - double / 2)
+    assert not G.is_zero(difference - double)
+    assert not G.is_zero(G.N * G.total(x_i**2) - double / 2)
+
+
+def test_sum_series_checks_its_remainder() -> None:
+    """Too short a per-term expansion leaves the remainder in the result: refused."""
+    ell, base = G.real_base("l"), G.positive_base("pi")
+    tau = sp.Symbol("tau", real=True, nonzero=True)
+    value = G.tilted_risk(lambda j: ell[j], tau, lambda j: base[j])
+    G.sum_series(value, tau, 1, 2)
+    with pytest.raises(ClaimFailed, match="remainder"):
+        G.sum_series(value, tau, 1, 1)
+    p = G.positive_base("p")
+    with pytest.raises(ClaimFailed, match="pole"):  # log Σ p e^{τℓ} / τ without Σp = 1
+        G.sum_series(sp.log(G.total(p[G.IX] * sp.exp(tau * ell[G.IX]))) / tau, tau, 0, 1)
 
 
 # General-n claims: the same kind of perturbation applied to theory.general's closed forms
@@ -457,6 +499,17 @@ GENERAL_NEGATIVE_CONTROLS = {
     "alpha_one_renyi_limit": ("rescaled_renyi", _general_d_for_r),
     "alpha_zero_objective_limit": ("rdv_objective", _general_swapped_objective),
     "alpha_zero_renyi_limit": ("rescaled_renyi", _general_d_for_r),
+    "iris_gradient_importance_weights": ("rdv_objective", _general_swapped_objective),
+    "fixed_point_gradient": ("rdv_objective", _general_swapped_objective),
+    "fixed_point_global_minimum": ("rdv_objective", _general_swapped_objective),
+    "nonparametric_minimiser": ("rdv_objective", _general_swapped_objective),
+    "near_fixed_point_weights": ("tilted_risk", _general_doubled_risk),
+    "shared_optimal_discriminator": ("dv_objective", _general_wrong_dv),
+    "pearson_chi2_variational": ("pearson_objective", _general_wrong_pearson),
+    "spif_linearises_order_two": ("tilted_risk", _general_doubled_risk),
+    "space_jensen_shannon": ("jensen_shannon", _general_doubled_js),
+    "rdv_global_maximum": ("rdv_objective", _general_swapped_objective),
+    "gaussian_ess_fraction": ("ess_fraction", _general_ess_not_divided),
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from theory import general as G
 from theory.checks import positive_symbols, real_symbols, require, require_identity
 from theory.registry import claim
 
@@ -30,6 +31,12 @@ def ess_fraction_limit(tau: sp.Expr, mu: sp.Expr, sigma: sp.Expr) -> sp.Expr:
 @claim(
     source="[derived] objective.md 'Gradient concentration' (lognormal weights)",
     method="symbolic",
+    theorems=(
+        "strong law of large numbers",
+        "continuous mapping",
+        "bounded convergence",
+    ),
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[gaussian_ess_fraction]",
         f"{LOSS_TESTS}::test_weights_ess_gaussian",
@@ -49,7 +56,9 @@ def gaussian_ess_fraction() -> None:
     E[ESS/n] → the same limit. With the Gaussian MGF M(t) = e^{μt + σ²t²/2} (obtained here
     by symbolic integration) the ratio is e^{−τ²σ²}, independent of μ — consistent with the
     shift invariance of the weights. Steps (1), (2) and the MGF ratio are checked
-    symbolically.
+    symbolically, (1) and (2) for n = 4 and for n samples, n symbolic (indexed sums; the
+    Lagrange identity as a double sum over i, j); the hypotheses of (3)–(5) are checked:
+    M(t) is finite for every real t (the closed form), M(2τ) > 0, and 0 < ESS/n ≤ 1.
     Enforced by tests/test_theory.py::test_claim[gaussian_ess_fraction] and
     tests/test_theory_losses.py::test_weights_ess_gaussian (ESS of iris_loss weights on
     Gaussian rewards, n = 200 000, seeded).
@@ -70,6 +79,18 @@ def gaussian_ess_fraction() -> None:
         gaussian_mgf(tau, mu, sigma), sp.exp(mu * tau + sigma**2 * tau**2 / 2), "Gaussian MGF"
     )
     require_identity(ess_fraction_limit(tau, mu, sigma), sp.exp(-(tau**2) * sigma**2), "ESS/n")
+    mgf = sp.exp(mu * tau + sigma**2 * tau**2 / 2)
+    require(mgf.is_finite and mgf.is_positive, "M(t) finite and > 0 for every real t")
+    # General n (theory.general): n samples, n symbolic.
+    xb = G.positive_base("x")
+    x_i, x_j = xb[G.IX], xb[G.JX]
+    sum_x, sum_x2 = G.total(x_i), G.total(x_i**2)
+    fraction = G.ess_fraction(lambda j: xb[j] / G.total(xb[G.IX]))
+    G.require_zero(fraction - sum_x**2 / (G.N * sum_x2), "ESS/n = (sum x)^2/(n sum x^2)")
+    lagrange = G.total(G.total((x_i - x_j) ** 2, G.JX)) / 2
+    G.require_zero(G.N * sum_x2 - sum_x**2 - lagrange, "Lagrange identity")
+    require(lagrange.is_nonnegative, "n sum x^2 - (sum x)^2 >= 0 (general n)")
+    require(fraction.is_positive, "ESS/n > 0 (general n)")
 
 
 def iris_tilts(alpha: sp.Expr) -> tuple[sp.Expr, sp.Expr]:

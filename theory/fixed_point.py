@@ -6,12 +6,18 @@ population IRIS loss `L_α(θ) = −J_α(r_θ; P, Q)` (objective.md "Fixed point
 generic points of the open simplex (generic positive weights where normalisation plays no
 role); the opponent's logits are θt = log Q (any θt is log Q + const, and the family is
 invariant to that constant).
+
+General n: every claim is also proved for a softmax family on n outcomes, n symbolic, with
+indexed sums (theory.general): θ, P, Q are `IndexedBase`s, the normaliser Σ_j e^{θ_j} is a
+sum over a second index j, and gradients are taken as directional derivatives
+d/dt L(θ + t v)|_{t=0} = Σ_k v_k ∂L/∂θ_k for a generic direction v [stated: chain rule].
 """
 
 from __future__ import annotations
 
 import sympy as sp
 
+from theory import general as G
 from theory.checks import (
     positive_symbols,
     real_symbols,
@@ -52,6 +58,21 @@ def population_loss(theta, p, q, alpha, beta):
     return -rdv_objective(rewards(theta, [sp.log(qi) for qi in q], beta), p, q, alpha)
 
 
+def _general_setting():
+    """P, Q positive indexed weights (Σp = Σq = 1 by substitution, for both indices),
+    θ and a direction v real, t the step along v."""
+    pb, qb = G.positive_base("p"), G.positive_base("q")
+    theta, v = G.real_base("theta"), G.real_base("v")
+    normalised = {G.total(b[x], x): 1 for b in (pb, qb) for x in (G.IX, G.JX)}
+    return pb, qb, theta, v, sp.Symbol("t", real=True), normalised
+
+
+def general_rewards(theta, q, beta):
+    """`r_θ(y) = β (θ_y − log Σ_j e^{θ_j} − log q_y)` for n outcomes (θt = log Q)."""
+    normaliser = sp.log(G.total(sp.exp(theta(G.JX)), G.JX))
+    return lambda y: beta * (theta(y) - normaliser - sp.log(q(y)))
+
+
 def _setting():
     theta = real_symbols("theta1:4")
     alpha = sp.Symbol("alpha", real=True, nonzero=True)
@@ -62,6 +83,8 @@ def _setting():
 @claim(
     source="[paper] abstract: exponential importance weights; [derived] objective.md",
     method="symbolic",
+    theorems=("chain rule (directional derivatives)",),
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[iris_gradient_importance_weights]",
         f"{LOSS_TESTS}::test_fixed_point_gradient_autograd",
@@ -79,6 +102,10 @@ def iris_gradient_importance_weights() -> None:
     symbolic derivatives r_y'(θ) — for every α, β, with generic positive weights for P and Q
     (the chain rule does not use normalisation); and for the tabular softmax family, the
     parametrisation of the other claims of this module.
+    General n: for rewards r_1..r_n and any path r(t) with r(0) = r, r'(0) = d, the chain
+    rule [stated] gives d/dt L(r(t))|₀ = Σ_y (∂L/∂r_y) d_y, so it suffices to take
+    r(t) = r + t d: d/dt L_α(r + t d)|₀ = Σ_y (−w⁺_y + w⁻_y) d_y is checked with indexed sums
+    (n symbolic, d generic, P, Q generic positive weights).
     Enforced by tests/test_theory.py::test_claim[iris_gradient_importance_weights] and
     tests/test_theory_losses.py::test_fixed_point_gradient_autograd.
     """
@@ -112,11 +139,21 @@ def iris_gradient_importance_weights() -> None:
     dr = [sp.diff(ri, theta[0]) for ri in r]
     weighted = sp.Add(*(-(a - b) * d for a, b, d in zip(w_real, w_synthetic, dr, strict=True)))
     require_identity(sp.diff(loss, theta[0]), weighted, "dL/dtheta1, softmax", rewrite=False)
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    pb, qb, _, _, t, _ = _general_setting()
+    r, d = G.real_base("r"), G.real_base("d")
+    loss = -G.rdv_objective(lambda j: r[j] + t * d[j], lambda j: pb[j], lambda j: qb[j], alpha)
+    real_i = pb[G.IX] * sp.exp((alpha - 1) * r[G.IX])
+    synthetic_i = qb[G.IX] * sp.exp(alpha * r[G.IX])
+    weighted = G.total((-real_i / G.total(real_i) + synthetic_i / G.total(synthetic_i)) * d[G.IX])
+    G.require_zero(sp.diff(loss, t).subs(t, 0) - weighted, "dL/dt along d")
 
 
 @claim(
     source="[paper] abstract: fixed point at p_θt = p_data; [derived] objective.md",
     method="symbolic",
+    theorems=("chain rule (directional derivatives)",),
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[fixed_point_gradient]",
         f"{LOSS_TESTS}::test_fixed_point_gradient_autograd",
@@ -133,6 +170,9 @@ def fixed_point_gradient() -> None:
     is 0 when P = p_θt. Proof for the softmax: at θ = θt all rewards are 0, so w⁺ = P and
     w⁻ = Q = p_θt; ∇_θ r(y) = β(e_y − p_θ), so ∇L = −β(P − p_θt) + β(p_θt − p_θt). Checked symbolically for generic P ≠ Q (the formula,
     which is nonzero) and for P = Q (zero).
+    General n: with θ = log Q + t v (n outcomes, n symbolic, Σp = Σq = 1),
+    d/dt L_α(θ)|₀ = β Σ_k v_k (q_k − p_k) is checked with indexed sums; for every v this
+    gives ∂L_α/∂θ_k = β(q_k − p_k) (v = e_k), which is 0 for all k iff P = Q.
     Enforced by tests/test_theory.py::test_claim[fixed_point_gradient] and
     tests/test_theory_losses.py::test_fixed_point_gradient_autograd.
     """
@@ -146,11 +186,20 @@ def fixed_point_gradient() -> None:
             require_identity(
                 sp.diff(loss, t).subs(at_opponent), beta * (qi - pi), f"dL/d{t} at theta_t"
             )
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    pb, qb, _, v, t, normalised = _general_setting()
+    r = general_rewards(lambda j: sp.log(qb[j]) + t * v[j], lambda j: qb[j], beta)
+    loss = -G.rdv_objective(r, lambda j: pb[j], lambda j: qb[j], alpha)
+    slope = sp.diff(loss, t).subs(t, 0).doit()
+    expected = beta * G.total(v[G.IX] * (qb[G.IX] - pb[G.IX]))
+    G.require_zero(slope - expected, "dL/dt at theta_t along v", normalised)
 
 
 @claim(
     source="[paper] abstract: self-play stops at p_θt = p_data; [derived] objective.md",
     method="symbolic",
+    theorems=("fundamental theorem of calculus",),
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[fixed_point_global_minimum]",
         f"{LOSS_TESTS}::test_fixed_point_gradient_autograd",
@@ -167,6 +216,9 @@ def fixed_point_global_minimum() -> None:
     checked), and Var_Q(r_θ)/2 ≥ 0 at τ = 0 (checked). Equality iff r_θ is constant, i.e.
     p_θ = p_θt. So θt is a global minimiser of the
     population loss for every α: self-play stops when the model matches the data.
+    General n: the identity, L_α(θt) = 0 and R_α(Q‖Q) = 0 are checked with indexed sums
+    over n outcomes, n symbolic (Σq = 1), and tilt_derivative_nonnegative is itself a
+    general-n proof, applied by the same substitution (r_θ real, Q positive).
     Enforced by tests/test_theory.py::test_claim[fixed_point_global_minimum] and
     tests/test_theory_losses.py::test_fixed_point_gradient_autograd.
     """
@@ -182,11 +234,24 @@ def fixed_point_global_minimum() -> None:
     at_opponent = {t: sp.log(qi) for t, qi in zip(theta, q, strict=True)}
     require_identity(loss.subs(at_opponent), 0, "L(theta_t) = 0")
     require_identity(rescaled_renyi(q, q, alpha), 0, "R_alpha(Q||Q) = 0")
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    _, qb, theta, _, _, normalised = _general_setting()
+    Q_ = lambda j: qb[j]  # noqa: E731
+    r = general_rewards(lambda j: theta[j], Q_, beta)
+    loss = -G.rdv_objective(r, Q_, Q_, alpha)
+    gap = G.tilted_risk(r, alpha, Q_) - G.tilted_risk(r, alpha - 1, Q_)
+    G.require_zero(loss - gap, "L(theta) = TR_alpha - TR_(alpha-1)", normalised)
+    require(r(G.K).is_extended_real, "r_theta real (substitution into the KL certificate)")
+    at_opponent = G.on_index(loss, theta, lambda j: sp.log(qb[j]))
+    G.require_zero(at_opponent, "L(theta_t) = 0", normalised)
+    G.require_zero(G.rescaled_renyi(Q_, Q_, alpha), "R_alpha(Q||Q) = 0", normalised)
 
 
 @claim(
     source="[derived] objective.md 'Fixed point' (as SPIN's Theorem 5.4)",
     method="symbolic",
+    theorems=("chain rule (directional derivatives)",),
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[nonparametric_minimiser]",
         f"{LOSS_TESTS}::test_nonparametric_minimiser_autograd",
@@ -202,6 +267,8 @@ def nonparametric_minimiser() -> None:
     Checked symbolically: r − log(P/Q) is the same for all outcomes, the gradient in θ
     vanishes and the loss equals −R_α(P‖Q). In the last two checks the normaliser
     Σ_z e^{θ*_z} is named Z > 0 (an identity for every Z > 0 holds for the actual one).
+    General n: the same three checks with indexed sums over n outcomes, n symbolic
+    (Σp = Σq = 1), the gradient as d/dt L_α(θ* + t v)|₀ = 0 for a generic direction v.
     Enforced by tests/test_theory.py::test_claim[nonparametric_minimiser] and
     tests/test_theory_losses.py::test_nonparametric_minimiser_autograd.
     """
@@ -224,3 +291,16 @@ def nonparametric_minimiser() -> None:
         require_identity(gradient, 0, f"dL/d{t} at the minimiser")
     value = loss.subs(optimum).subs(normaliser, z)
     require_identity(value, -rescaled_renyi(p, q, alpha), "L = -R_alpha")
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    pb, qb, _, v, t, normalised = _general_setting()
+    P_, Q_ = (lambda j: pb[j]), (lambda j: qb[j])
+    best = lambda j: sp.log(qb[j]) + sp.log(pb[j] / qb[j]) / beta  # noqa: E731
+    normaliser = G.total(sp.exp(best(G.JX)), G.JX)
+    r_k = general_rewards(best, Q_, beta)(G.K).subs(normaliser, z)
+    G.require_zero(r_k - sp.log(pb[G.K] / qb[G.K]) + beta * sp.log(z), "r = log(P/Q) - beta log Z")
+    loss = -G.rdv_objective(general_rewards(lambda j: best(j) + t * v[j], Q_, beta), P_, Q_, alpha)
+    slope = sp.diff(loss, t).subs(t, 0).doit().subs(normaliser, z)
+    require(not slope.has(normaliser), "normaliser named Z")
+    G.require_zero(slope, "dL/dt at the minimiser along v", normalised)
+    value = loss.subs(t, 0).subs(normaliser, z)
+    G.require_zero(value + G.rescaled_renyi(P_, Q_, alpha), "L = -R_alpha", normalised)

@@ -53,12 +53,19 @@ def total(summand: sp.Expr, index: sp.Symbol = IX) -> sp.Sum:
 def linear_sums(expr: sp.Expr) -> sp.Expr:
     """Split every sum over its expanded terms and pull index-free factors out of it."""
 
-    def split(s: sp.Sum) -> sp.Expr:
-        (index, *_), *_ = s.limits
+    def split_one(summand: sp.Expr, limit: tuple) -> sp.Expr:
         result = sp.Integer(0)
-        for term in sp.Add.make_args(sp.expand(s.function)):
-            constant, rest = term.as_independent(index, as_Add=False)
-            result += constant * sp.Sum(rest, *s.limits)
+        for term in sp.Add.make_args(sp.expand(summand)):
+            constant, rest = term.as_independent(limit[0], as_Add=False)
+            result += constant * sp.Sum(rest, limit)
+        return result
+
+    def split(s: sp.Sum) -> sp.Expr:
+        # Σ_{(j, i)} f = Σ_i (Σ_j f): split the innermost sum first, then each outer one
+        # (sympy writes a nested sum as one Sum with several limits, innermost first).
+        result = s.function
+        for limit in s.limits:
+            result = split_one(result, limit)
         return result
 
     return expr.replace(lambda e: isinstance(e, sp.Sum), split)
@@ -185,3 +192,26 @@ def rdv_objective(g, p, q, alpha) -> sp.Expr:
 def rescaled_renyi(p, q, alpha) -> sp.Expr:
     """`R_α(P‖Q) = log Σ p_i^α q_i^{1−α} / (α(α−1))`."""
     return sp.log(total(p(IX) ** alpha * q(IX) ** (1 - alpha))) / (alpha * (alpha - 1))
+
+
+def dv_objective(g, p, q) -> sp.Expr:
+    """Donsker–Varadhan `Σ_i p_i g_i − log Σ_i q_i e^{g_i}`."""
+    return total(p(IX) * g(IX)) - sp.log(total(q(IX) * sp.exp(g(IX))))
+
+
+def pearson_objective(t, p, q) -> sp.Expr:
+    """Pearson-χ² variational form `Σ_i p_i T_i − Σ_i q_i (T_i + T_i²/4)`."""
+    return total(p(IX) * t(IX)) - total(q(IX) * (t(IX) + t(IX) ** 2 / 4))
+
+
+def jensen_shannon(p, q) -> sp.Expr:
+    """`JS(P, Q) = ½ Σ_i p_i log(2p_i/(p_i + q_i)) + ½ Σ_i q_i log(2q_i/(p_i + q_i))`."""
+    p_i, q_i = p(IX), q(IX)
+    return (
+        total(p_i * sp.log(2 * p_i / (p_i + q_i))) + total(q_i * sp.log(2 * q_i / (p_i + q_i)))
+    ) / 2
+
+
+def ess_fraction(weight) -> sp.Expr:
+    """`ESS/n = 1/(n Σ_i w_i²)` for normalised weights; `weight(j)` gives w_j."""
+    return 1 / (N * total(weight(IX) ** 2))

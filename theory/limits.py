@@ -58,6 +58,7 @@ def _general_setting():
 @claim(
     source="[secondary] objective.md 'Regimes': α → 1 is the KL / Donsker–Varadhan member",
     method="symbolic",
+    theorems=("Taylor's theorem (per-term series of a finite sum)",),
     scope="general n",
     tests=(
         f"{CLAIM_TEST}[alpha_one_objective_limit]",
@@ -107,6 +108,7 @@ def alpha_one_objective_limit() -> None:
 @claim(
     source="[derived] objective.md 'Regimes': D_α → KL(P‖Q) as α → 1",
     method="symbolic",
+    theorems=("Taylor's theorem (per-term series of a finite sum)",),
     scope="general n",
     tests=(
         f"{CLAIM_TEST}[alpha_one_renyi_limit]",
@@ -149,6 +151,7 @@ def alpha_one_renyi_limit() -> None:
 @claim(
     source="[secondary] objective.md 'Regimes': α → 0 is the mode-seeking (reverse KL) end",
     method="symbolic",
+    theorems=("Taylor's theorem (per-term series of a finite sum)",),
     scope="general n",
     tests=(
         f"{CLAIM_TEST}[alpha_zero_objective_limit]",
@@ -183,6 +186,7 @@ def alpha_zero_objective_limit() -> None:
 @claim(
     source="[secondary] objective.md 'Regimes': R_α(P‖Q) → KL(Q‖P) as α → 0",
     method="symbolic",
+    theorems=("Taylor's theorem (per-term series of a finite sum)",),
     scope="general n",
     tests=(
         f"{CLAIM_TEST}[alpha_zero_renyi_limit]",

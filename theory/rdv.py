@@ -137,6 +137,7 @@ def rdv_shift_invariance() -> None:
 @claim(
     source="[derived] global maximality of g* (this project's proof)",
     method="symbolic",
+    theorems=("fundamental theorem of calculus",),
     scope="general n",
     tests=(
         f"{CLAIM_TEST}[rdv_gap_decomposition]",
@@ -181,6 +182,40 @@ def rdv_gap_decomposition() -> None:
     G.require_zero(objective - (G.rescaled_renyi(P_, Q_, alpha) - bracket), "gap")
 
 
+def require_strict_maximum() -> None:
+    """Steps (1)–(4) of rdv_global_maximum's docstring, for n atoms, n symbolic."""
+    alpha = sp.Symbol("alpha", real=True, nonzero=True)
+    pb, qb, hb = G.positive_base("p"), G.positive_base("q"), G.real_base("h")
+    P_, Q_ = (lambda j: pb[j]), (lambda j: qb[j])
+    base = lambda j: pb[j] ** alpha * qb[j] ** (1 - alpha)  # noqa: E731
+    # (1) the gap identity and (3) the value at g*.
+    bracket = G.tilted_risk(lambda j: hb[j], alpha, base) - G.tilted_risk(
+        lambda j: hb[j], alpha - 1, base
+    )
+    objective = G.rdv_objective(lambda j: hb[j] + sp.log(pb[j] / qb[j]), P_, Q_, alpha)
+    bound = G.rescaled_renyi(P_, Q_, alpha)
+    G.require_zero(objective - (bound - bracket), "J = R - B")
+    at_optimum = G.rdv_objective(lambda j: sp.log(pb[j] / qb[j]), P_, Q_, alpha)
+    G.require_zero(at_optimum - bound, "J(g*) = R")
+    require(base(G.K).is_positive, "pi_k = p_k^alpha q_k^(1-alpha) > 0 (general n)")
+    # (2) the integrand is >= 0.
+    tilt_derivative_nonnegative()
+    # (4) strictness: atoms a = k and b = j with h_a != h_b.
+    tau = sp.Symbol("tau", real=True, nonzero=True)
+    z = G.total(base(G.IX) * sp.exp(tau * hb[G.IX]))
+    mass = G.total(base(G.IX))
+    relative = lambda j: (base(j) * sp.exp(tau * hb[j]) / z) / (base(j) / mass)  # noqa: E731
+    ratio = relative(G.K) / relative(G.JX)
+    G.require_zero(ratio - sp.exp(tau * (hb[G.K] - hb[G.JX])), "ratio of w/pi-bar")
+    difference = sp.Symbol("delta", real=True, nonzero=True)  # h_a − h_b
+    require(sp.log(sp.exp(tau * difference)).is_nonzero, "log of the ratio != 0 (general n)")
+    weight, certificate = positive_symbols("w H")
+    gap = sp.Symbol("y", real=True, nonzero=True)  # π̄_i/w_i − 1 for that i
+    require((weight * gap**2 * certificate).is_positive, "one KL term > 0 (general n)")
+    spread = sp.Symbol("d", real=True, nonzero=True)  # h_i − m for that i
+    require((weight * spread**2).is_positive, "one variance term > 0 (general n)")
+
+
 def _mp_objective(g, p, q, alpha):
     first = mpmath.log(
         mpmath.fsum(pi * mpmath.exp((alpha - 1) * gi) for pi, gi in zip(p, g, strict=True))
@@ -197,8 +232,14 @@ def _mp_rescaled_renyi(p, q, alpha):
 
 
 @claim(
-    source="[derived] Birrell et al. 2021, Thm. (Rényi–DV), cross-check of the proof",
-    method="mpmath-numeric",
+    source="[derived] Birrell et al. 2021, Thm. (Rényi–DV), proof and cross-check",
+    method="symbolic",
+    theorems=(
+        "fundamental theorem of calculus",
+        "a positive continuous integrand has a positive integral",
+        "exp is injective",
+    ),
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[rdv_global_maximum]",
         f"{LOSS_TESTS}::test_iris_loss_below_bound_away_from_optimum",
@@ -207,13 +248,28 @@ def _mp_rescaled_renyi(p, q, alpha):
 def rdv_global_maximum() -> None:
     """sup_g J_α(g; P, Q) = R_α(P‖Q), attained at g* and strictly below it elsewhere.
 
-    Source: [derived] (Birrell et al. 2021). The proof is rdv_gap_decomposition plus
-    tilted_risk_monotone_and_bounded; this is a 40-digit mpmath cross-check on random
-    4-atom distributions, random g and α ∈ {−0.7, 0.25, 0.5, 0.75, 1.5, 2, 4}:
-    J_α(g) < R_α for perturbed g, J_α(g*) = R_α to 30 digits (seeded, deterministic).
+    Source: [derived] (Birrell et al. 2021). Proof for n atoms, n symbolic, α ∉ {0, 1}
+    (require_strict_maximum; every algebraic step checked by sympy with indexed sums):
+    (1) J_α(g) = R_α − B, B = TR_α(h; π) − TR_{α−1}(h; π), h = g − log(P/Q),
+        π_i = p_i^α q_i^{1−α} > 0 (rdv_gap_decomposition, identity);
+    (2) B = ∫_{α−1}^{α} (d/dτ) TR_τ(h; π) dτ [stated: fundamental theorem of calculus, TR_τ
+        being C¹ in τ], and the integrand is ≥ 0: KL(w_τ‖π̄)/τ² for τ ≠ 0, Var_π(h)/2 at
+        τ = 0 (tilt_derivative_nonnegative, general n); so J_α ≤ R_α;
+    (3) attained: J_α(g*) = R_α (rdv_optimal_value, identity);
+    (4) strict: if h is not constant, h_a ≠ h_b for two atoms a, b; for τ ≠ 0 the ratio
+        (w_a/π̄_a)/(w_b/π̄_b) = e^{τ(h_a − h_b)} (identity) has a nonzero logarithm, so
+        not every w_i/π̄_i is 1 [exp is injective] and the term w_i (π̄_i/w_i − 1)² H_i of
+        the KL certificate is > 0 for that i (assumption system; the other terms ≥ 0), so
+        the integrand is > 0; at τ = 0, not both h_a, h_b equal the mean m, and a term
+        π_i (h_i − m)² of the variance is > 0; a continuous integrand > 0 on an interval of
+        length 1 has a positive integral [stated], so B > 0 and J_α(g) < R_α.
+    Also a 40-digit mpmath cross-check on random 4-atom distributions, random g and
+    α ∈ {−0.7, 0.25, 0.5, 0.75, 1.5, 2, 4}: J_α(g) < R_α for perturbed g, J_α(g*) = R_α to
+    30 digits (seeded, deterministic).
     Enforced by tests/test_theory.py::test_claim[rdv_global_maximum] and
     tests/test_theory_losses.py::test_iris_loss_below_bound_away_from_optimum.
     """
+    require_strict_maximum()
     rng = random.Random(20604)
     with mpmath.workdps(40):
         for alpha in (-0.7, 0.25, 0.5, 0.75, 1.5, 2, 4):

@@ -17,12 +17,17 @@ NOT L_2 (same weight profile, different per-side scale), and its bounded critic 
 optimal Pearson critic (it matches it through order r²).
 Batch losses are written as in `iris.losses` with per-sample log-ratios r⁺ (annotated) and
 r⁻ (synthetic) and scale β; weights are `w⁺ = −(1/β) ∂loss/∂r⁺`, `w⁻ = (1/β) ∂loss/∂r⁻`.
+
+General n: every claim is also proved with indexed sums over n samples (batch losses) or n
+outcomes (population losses), n symbolic (theory.general); Hessians enter as second
+directional derivatives d²/dt² F(g + t v)|₀ = vᵀ∇²F v, written as sums of squares.
 """
 
 from __future__ import annotations
 
 import sympy as sp
 
+from theory import general as G
 from theory.checks import (
     positive_symbols,
     real_symbols,
@@ -81,6 +86,26 @@ def spif_batch_loss(real, generated, beta, bound):
     return -mean(t_real) + mean([t + t**2 / 4 for t in t_generated])
 
 
+def general_batch_losses(alpha, beta, mu, bound):
+    """The four batch losses over n samples per side (a_i = r⁺_i, b_i = r⁻_i), indexed sums."""
+    a, b = G.real_base("a"), G.real_base("b")
+    mean = lambda f: G.total(f) / G.N  # noqa: E731
+    a_i, b_i = a[G.IX], b[G.IX]
+    iris = G.tilted_risk(lambda j: -beta * a[j], 1 - alpha, lambda j: 1) + G.tilted_risk(
+        lambda j: beta * b[j], alpha, lambda j: 1
+    )
+    spin = mean(softplus(-beta * (a_i - b_i)))
+    space = mean(softplus(sp.log(mu) - beta * a_i)) + mu * mean(softplus(beta * b_i - sp.log(mu)))
+    t_real, t_generated = spif_critic(beta * a_i, bound), spif_critic(beta * b_i, bound)
+    spif = -mean(t_real) + mean(t_generated + t_generated**2 / 4)
+    return a, b, {"iris": iris, "spin": spin, "space": space, "spif": spif}
+
+
+def _general_weights(loss, a, b, beta):
+    """(w⁺_k, w⁻_k) for a sample k of the range."""
+    return -G.partial(loss, a) / beta, G.partial(loss, b) / beta
+
+
 def _weights(loss, real, generated, beta):
     w_real = [-sp.diff(loss, r) / beta for r in real]
     w_generated = [sp.diff(loss, r) / beta for r in generated]
@@ -90,6 +115,8 @@ def _weights(loss, real, generated, beta):
 @claim(
     source="[derived] objective.md 'Regimes': near r = 0 all methods give the same direction",
     method="symbolic",
+    theorems=("Taylor's theorem (per-term series of a finite sum)",),
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[near_fixed_point_weights]",
         f"{LOSS_TESTS}::test_baseline_weights_uniform_at_zero",
@@ -107,6 +134,8 @@ def near_fixed_point_weights() -> None:
     mean r⁻)) — each side centred on its own batch mean — whereas SPIN's pair weight is
     (1/(2n))(1 − β(r⁺_i − r⁻_i)/2), coupled through the pair margin. Checked symbolically
     with three samples per side, symbolic α, β > 0, μ > 0 and SPIF bound b > 0.
+    General n: the same, n samples per side, n symbolic (indexed sums; the first-order
+    IRIS weights by theory.general.sum_series, term by term).
     Enforced by tests/test_theory.py::test_claim[near_fixed_point_weights],
     tests/test_theory_losses.py::test_baseline_weights_uniform_at_zero and
     tests/test_theory_losses.py::test_theory_batch_losses_match_library (the batch losses
@@ -144,11 +173,31 @@ def near_fixed_point_weights() -> None:
     for w, a, b in zip(w_real, real, generated, strict=True):
         first_order = (1 - eps * beta * (a - b) / 2) / (2 * n)
         require_identity(series_terms(w.subs(scaled), eps, 1), first_order, "SPIN weight O(r)")
+    # General n (theory.general): n samples per side, n symbolic.
+    a, b, general = general_batch_losses(alpha, beta, mu, bound)
+    scales = {name: scale for name, (_, scale) in losses.items()}
+    zero = lambda e: G.on_index(G.on_index(e, a, lambda j: 0), b, lambda j: 0)  # noqa: E731
+    small = lambda e: G.on_index(G.on_index(e, a, lambda j: eps * a[j]), b, lambda j: eps * b[j])  # noqa: E731
+    for name, loss in general.items():
+        for w in _general_weights(loss, a, b, beta):
+            G.require_zero(zero(w).doit() - scales[name] / G.N, f"{name} weight at r = 0")
+    w_real, w_generated = _general_weights(general["iris"], a, b, beta)
+    for w, side, tilt in ((w_real, a, alpha - 1), (w_generated, b, alpha)):
+        first_order = (1 + eps * tilt * beta * (side[G.K] - G.total(side[G.IX]) / G.N)) / G.N
+        G.require_zero(G.sum_series(small(w), eps, 1, 1) - first_order, "IRIS weight O(r)")
+    w_real, _ = _general_weights(general["spin"], a, b, beta)
+    first_order = (1 - eps * beta * (a[G.K] - b[G.K]) / 2) / (2 * G.N)
+    G.require_zero(series_terms(small(w_real), eps, 1) - first_order, "SPIN weight O(r)")
 
 
 @claim(
     source="[derived] objective.md 'Regimes' (SPIN/SPACE/DV share the fixed point with IRIS)",
     method="symbolic",
+    theorems=(
+        "convex iff second directional derivatives >= 0",
+        "a stationary point of a convex function is a minimiser",
+    ),
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[shared_optimal_discriminator]",
         f"{LOSS_TESTS}::test_shared_optimal_discriminator_autograd",
@@ -174,6 +223,13 @@ def shared_optimal_discriminator() -> None:
     and L_1 = −KL(P‖Q) differ (checked), so SPIN is a KL regime, not L_1.
     Checked symbolically with three outcomes (DV: normalised P, Q; SPACE, SPIN: generic
     positive weights) and symbolic μ > 0.
+    General n (require_general_shared_optimum; n outcomes, n symbolic, indexed sums): the
+    three stationarity conditions (∂/∂g_k at g*, DV with Σp = Σq = 1), DV's value −KL(P‖Q),
+    and convexity through second directional derivatives: DV's is Σ_i w_i (v_i − E_w v)²,
+    SPACE's Σ_i s_i'' v_i² with s_i'' > 0, SPIN's Σ_{i,j} p_i q_j σ'(g_j − g_i)(v_i − v_j)²
+    (identities of the summands, differentiation being linear over a finite sum; ≥ 0 by the
+    assumption system). The SPIN ≠ L_1 witness is a counterexample, so one instance is all
+    it needs.
     Enforced by tests/test_theory.py::test_claim[shared_optimal_discriminator],
     tests/test_theory_losses.py::test_shared_optimal_discriminator_autograd and
     tests/test_theory_losses.py::test_spin_is_not_iris_alpha_one.
@@ -208,6 +264,7 @@ def shared_optimal_discriminator() -> None:
     for gi in g:
         require_identity(sp.diff(spin, gi).subs(optimum), 0, "SPIN stationary")
     require_convex_dv_and_spin()
+    require_general_shared_optimum()
 
     p2 = [sp.Rational(2, 3), sp.Rational(1, 3)]
     q2 = [sp.Rational(1, 3), sp.Rational(2, 3)]
@@ -215,6 +272,49 @@ def shared_optimal_discriminator() -> None:
     gap = spin_population_loss(g2, p2, q2) - (-kl_divergence(p2, q2))
     if abs(sp.N(gap, 30)) < sp.Float("1e-20"):
         raise ClaimFailed("SPIN pair loss equals L_1 at the test point")
+
+
+def require_general_shared_optimum() -> None:
+    """The general-n part of shared_optimal_discriminator (see its docstring)."""
+    pb, qb, g, v = G.positive_base("p"), G.positive_base("q"), G.real_base("g"), G.real_base("v")
+    p_i, q_i, g_i, v_i = pb[G.IX], qb[G.IX], g[G.IX], v[G.IX]
+    P_, Q_ = (lambda j: pb[j]), (lambda j: qb[j])
+    c, t = sp.Symbol("c", real=True), sp.Symbol("t", real=True)
+    (mu,) = positive_symbols("mu")
+    normalised = {G.total(p_i): 1, G.total(q_i): 1}
+    optimum = lambda j: sp.log(pb[j] / qb[j]) + c  # noqa: E731
+    along = lambda e: G.on_index(e, g, lambda j: g[j] + t * v[j])  # noqa: E731
+
+    def second_directional(e):
+        return sp.diff(along(e), t, 2).subs(t, 0)
+
+    dv_loss = -G.dv_objective(lambda j: g[j], P_, Q_)
+    stationary = G.on_index(G.partial(dv_loss, g), g, optimum)
+    G.require_zero(stationary, "DV stationary", normalised)
+    kl = G.total(p_i * sp.log(p_i / q_i))
+    G.require_zero(G.on_index(dv_loss, g, optimum) + kl, "DV value = -KL", normalised)
+    w_i = q_i * sp.exp(g_i) / G.total(q_i * sp.exp(g_i))
+    dv_sos = G.total(w_i * (v_i - G.total(w_i * v_i)) ** 2)
+    G.require_zero(second_directional(dv_loss) - dv_sos, "DV Hessian form = sum of squares")
+    require(dv_sos.is_nonnegative, "DV Hessian form >= 0 (general n)")
+
+    space_i = p_i * softplus(sp.log(mu) - g_i) + mu * q_i * softplus(g_i - sp.log(mu))
+    space = G.total(space_i)
+    exact = lambda j: sp.log(pb[j] / qb[j])  # noqa: E731
+    G.require_zero(G.on_index(G.partial(space, g), g, exact), "SPACE stationary")
+    curvature = sp.simplify(sp.diff(space_i, g_i, 2))
+    G.require_zero(second_directional(space) - G.total(curvature * v_i**2), "SPACE Hessian form")
+    require(curvature.is_positive, "SPACE curvature > 0 (general n)")
+
+    pair = p_i * qb[G.JX] * softplus(-(g_i - g[G.JX]))
+    spin = G.total(G.total(pair, G.JX))
+    derivative = G.on_index(G.partial(spin, g), g, optimum)
+    G.require_zero(derivative, "SPIN stationary")
+    pair_along = pair.xreplace({g_i: g_i + t * v_i, g[G.JX]: g[G.JX] + t * v[G.JX]})
+    z = g[G.JX] - g_i
+    sos_term = p_i * qb[G.JX] * sp.exp(z) / (1 + sp.exp(z)) ** 2 * (v_i - v[G.JX]) ** 2
+    G.require_zero(sp.diff(pair_along, t, 2).subs(t, 0) - sos_term, "SPIN pair Hessian form")
+    require(sos_term.is_nonnegative, "SPIN Hessian form term >= 0 (general n)")
 
 
 def _quadratic_form(expr, variables, direction):
@@ -288,6 +388,7 @@ def spin_population_loss(g, p, q):
 @claim(
     source="[secondary] objective.md 'Regimes' α = 2 ↔ χ² (SPIF); [choice] SPIF's critic",
     method="symbolic",
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[pearson_chi2_variational]",
         f"{LOSS_TESTS}::test_spif_pearson_value",
@@ -306,6 +407,9 @@ def pearson_chi2_variational() -> None:
     The critic T(r) is > −2 for all r, matches T*(r) = 2(e^r − 1) through order r² but not
     r³ (coefficient differs by −2/(3c²)), and → T*(r) as c → ∞; so the SPIF value is a
     lower bound on χ², equal to it when c tanh(r/c) = log(P/Q). Checked symbolically.
+    General n: the form's stationarity at T*, its curvature (second directional derivative
+    −Σ_i q_i v_i²/2 ≤ 0, so concave) and its value χ² are checked with indexed sums over n
+    outcomes, n symbolic; the critic statements are about one scalar r.
     Enforced by tests/test_theory.py::test_claim[pearson_chi2_variational] and
     tests/test_theory_losses.py::test_spif_pearson_value.
     """
@@ -318,6 +422,19 @@ def pearson_chi2_variational() -> None:
         require_identity(sp.diff(form, ti).subs(optimum), 0, "Pearson stationary")
         require_identity(sp.diff(form, ti, 2), -qi / 2, "Pearson concave")
     require_identity(form.subs(optimum), chi_square(p, q), "Pearson value = chi2")
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    pb, qb, tb, v = G.positive_base("p"), G.positive_base("q"), G.real_base("T"), G.real_base("v")
+    P_, Q_ = (lambda j: pb[j]), (lambda j: qb[j])
+    s_ = sp.Symbol("t", real=True)
+    form = G.pearson_objective(lambda j: tb[j], P_, Q_)
+    best = lambda j: 2 * (pb[j] / qb[j] - 1)  # noqa: E731
+    G.require_zero(G.on_index(G.partial(form, tb), tb, best), "Pearson stationary")
+    along = G.on_index(form, tb, lambda j: tb[j] + s_ * v[j])
+    curvature = sp.diff(along, s_, 2).subs(s_, 0)
+    G.require_zero(curvature + G.total(qb[G.IX] * v[G.IX] ** 2) / 2, "Pearson curvature")
+    require((-G.total(qb[G.IX] * v[G.IX] ** 2) / 2).is_nonpositive, "concave (general n)")
+    chi2 = G.total((pb[G.IX] - qb[G.IX]) ** 2 / qb[G.IX])
+    G.require_zero(G.on_index(form, tb, best) - chi2, "Pearson value = chi2")
 
     r = sp.Symbol("r", real=True)
     (bound,) = positive_symbols("c")
@@ -333,6 +450,8 @@ def pearson_chi2_variational() -> None:
 @claim(
     source="[choice] iris/losses/_spif.py: SPIF as the linearisation of IRIS at α = 2",
     method="symbolic",
+    theorems=("the limit of a finite sum is the sum of the limits",),
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[spif_linearises_order_two]",
         f"{LOSS_TESTS}::test_spif_weights_are_scaled_order_two_weights",
@@ -348,6 +467,11 @@ def spif_linearises_order_two() -> None:
     the data-dependent factors 2A and 2C, and agree to first order around A = C = 1 (which
     holds at the fixed point). Exact for the profile, approximate for the loss: a regime.
     Checked symbolically with three samples per side, β > 0.
+    General n (n samples per side, n symbolic): the c → ∞ limit is taken per term — the
+    summands T(βa_i) and T(βb_i) + T(βb_i)²/4 tend to 2(e^{βa_i} − 1) and e^{2βb_i} − 1
+    (sympy `limit` of the generic term) and a finite sum of convergent terms converges to
+    the sum of the limits [stated: linearity of limits] — and the weights are compared with
+    indexed sums; the last step is about the two scalars A, C.
     Enforced by tests/test_theory.py::test_claim[spif_linearises_order_two] and
     tests/test_theory_losses.py::test_spif_weights_are_scaled_order_two_weights.
     """
@@ -371,11 +495,29 @@ def spif_linearises_order_two() -> None:
     l2 = -sp.log(1 + eps * x) + sp.log(1 + eps * y) / 2  # L_2 at A = 1 + εx, C = 1 + εy
     spif = -2 * (1 + eps * x) + (1 + eps * y) + 1
     require_identity(series_terms(spif - 2 * l2, eps, 1), 0, "SPIF = 2 L_2 + O(eps^2)")
+    # General n (theory.general): n samples per side, n symbolic.
+    a_b, b_b, general = general_batch_losses(2, beta, sp.Integer(1), bound)
+    a_i, b_i = a_b[G.IX], b_b[G.IX]
+    t_real, t_generated = spif_critic(beta * a_i, bound), spif_critic(beta * b_i, bound)
+    G.require_zero(sp.limit(t_real, bound, sp.oo) - 2 * (sp.exp(beta * a_i) - 1), "T(beta a)")
+    limit_generated = sp.limit(t_generated + t_generated**2 / 4, bound, sp.oo)
+    G.require_zero(limit_generated - (sp.exp(2 * beta * b_i) - 1), "T + T^2/4 at c -> oo")
+    mean_a = G.total(sp.exp(beta * a_i)) / G.N
+    mean_c = G.total(sp.exp(2 * beta * b_i)) / G.N
+    unbounded = (
+        -G.total(2 * (sp.exp(beta * a_i) - 1)) / G.N + G.total(sp.exp(2 * beta * b_i) - 1) / G.N
+    )
+    G.require_zero(unbounded - (-2 * mean_a + mean_c + 1), "SPIF at c -> oo")
+    spif_weights = _general_weights(unbounded, a_b, b_b, beta)
+    iris_weights = _general_weights(general["iris"], a_b, b_b, beta)
+    for s_w, i_w, scale in zip(spif_weights, iris_weights, (mean_a, mean_c), strict=True):
+        G.require_zero(s_w - 2 * scale * i_w, "SPIF weights = 2 x IRIS alpha = 2 weights")
 
 
 @claim(
     source="[derived] objective.md 'Regimes' α = ½ ↔ SPACE (JS/NCE-style)",
     method="symbolic",
+    scope="general n",
     tests=(
         f"{CLAIM_TEST}[space_jensen_shannon]",
         f"{LOSS_TESTS}::test_space_jensen_shannon_value",
@@ -391,6 +533,9 @@ def space_jensen_shannon() -> None:
     Proof: pointwise, p softplus(−u) + q softplus(u) is convex with minimiser e^u = p/q and
     minimum −p log(p/(p+q)) − q log(q/(p+q)); summing with Σp = Σq = 1 gives the JS form.
     Checked symbolically with normalised 3-atom P, Q.
+    General n: stationarity and the value are checked with indexed sums over n outcomes,
+    n symbolic (Σp = Σq = 1); convexity is that of shared_optimal_discriminator's SPACE
+    loss at μ = 1 (positive curvature of every summand).
     Enforced by tests/test_theory.py::test_claim[space_jensen_shannon] and
     tests/test_theory_losses.py::test_space_jensen_shannon_value.
     """
@@ -406,3 +551,13 @@ def space_jensen_shannon() -> None:
     require_identity(
         loss.subs(optimum), 2 * sp.log(2) - 2 * jensen_shannon(p, q), "SPACE value = JS form"
     )
+    # General n (theory.general): indexed sums over atoms 1..n, n symbolic.
+    pb, qb, ub = G.positive_base("p"), G.positive_base("q"), G.real_base("u")
+    p_i, q_i, u_i = pb[G.IX], qb[G.IX], ub[G.IX]
+    normalised = {G.total(p_i): 1, G.total(q_i): 1}
+    loss = G.total(p_i * softplus(-u_i) + q_i * softplus(u_i))
+    best = lambda j: sp.log(pb[j] / qb[j])  # noqa: E731
+    G.require_zero(G.on_index(G.partial(loss, ub), ub, best), "SPACE stationary")
+    js = G.jensen_shannon(lambda j: pb[j], lambda j: qb[j])
+    value = G.on_index(loss, ub, best)
+    G.require_zero(value - (2 * sp.log(2) - 2 * js), "SPACE value = JS form", normalised)

@@ -11,6 +11,9 @@ docstring does not hold. It is declared with the `@claim(...)` decorator, which 
 - `scope`: "general n" when the proof holds for any number of atoms (indexed sums with a
   symbolic n, `theory.general`), "instance" when it is checked on a generic 3-atom (or
   3-sample) instance with symbolic weights; the docstring says why (RESULTS.md lists both);
+- `theorems`: the standard theorems the proof cites rather than checks (Taylor's theorem,
+  the chain rule, the fundamental theorem of calculus, the strong law of large numbers, …);
+  every other step is a sympy computation. RESULTS.md lists them per claim;
 - `tests`: the pytest node ids that enforce it. `tests/test_theory.py::test_claim[<name>]`
   re-runs the claim itself; the others tie it to the numbers computed by `iris.losses`.
 
@@ -60,6 +63,7 @@ class Claim:
     check: Callable[[], None]
     module: str
     scope: str = "instance"
+    theorems: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, Claim] = {}
@@ -70,7 +74,14 @@ def _first_paragraph(doc: str) -> str:
     return " ".join(paragraph.split())
 
 
-def claim(*, source: str, method: str, tests: tuple[str, ...], scope: str = "instance") -> Callable:
+def claim(
+    *,
+    source: str,
+    method: str,
+    tests: tuple[str, ...],
+    scope: str = "instance",
+    theorems: tuple[str, ...] = (),
+) -> Callable:
     """Register the decorated function as a claim (see the module docstring)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -98,6 +109,7 @@ def claim(*, source: str, method: str, tests: tuple[str, ...], scope: str = "ins
             check=fn,
             module=fn.__module__,
             scope=scope,
+            theorems=tuple(theorems),
         )
         return fn
 

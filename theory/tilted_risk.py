@@ -130,6 +130,7 @@ def tilted_risk_gradient_is_softmax() -> None:
 @claim(
     source="[derived] objective.md 'Tilted risk': TR_0 = mean",
     method="symbolic",
+    theorems=("Taylor's theorem (per-term series of a finite sum)",),
     scope="general n",
     tests=(
         f"{CLAIM_TEST}[tilted_risk_small_tilt]",
@@ -292,6 +293,10 @@ def gibbs_inequality() -> None:
 @claim(
     source="[derived] objective.md 'Tilted risk': min ≤ TR ≤ max, nondecreasing, limits ±∞",
     method="symbolic",
+    theorems=(
+        "mean-value theorem",
+        "squeeze theorem",
+    ),
     scope="general n",
     tests=(
         f"{CLAIM_TEST}[tilted_risk_monotone_and_bounded]",

@@ -82,20 +82,23 @@ def markdown_table(results: Sequence[Result], total_seconds: float) -> str:
         "(`theory/bindings.py`, float64) and *Max deviation* = the largest "
         "|library − closed form| there; a deviation above the binding's tolerance fails the claim.",
         "",
-        f"Scope: {general}/{len(results)} claims are proved for *general n* (indexed sums "
-        "`Sum(·, (i, 1, n))` over n atoms with n symbolic, `theory/general.py`; a statement "
-        "without atoms counts as general); the others are *instance* checks on a generic "
-        "3-atom (or 3-sample) instance with symbolic weights, because the step they need is "
-        "beyond sympy for symbolic n: `series`/`limit` in α or τ of a sum with a symbolic "
-        "number of terms (the α → 1, α → 0 and τ → 0 claims, the τ → ±∞ limits, which also "
-        "need the order of the atoms), derivatives of a softmax family over n outcomes (the "
-        "fixed-point claims), Hessians of n-variable losses (convexity of DV/SPIN), "
-        "per-method batch losses with n samples (the regimes), or a numerical cross-check "
-        "(`mpmath-numeric`). Each such claim's docstring states its setting.",
+        f"Scope: {general}/{len(results)} claims are proved for *general n*: indexed sums "
+        "`Sum(·, (i, 1, n))` over n atoms (or n samples) with n symbolic, `theory/general.py`; "
+        "a statement without atoms counts as general. Where sympy cannot take a step for "
+        "symbolic n directly, the claim's docstring writes the proof out as numbered steps, "
+        "each an identity or inequality sympy checks on the generic term or on the indexed "
+        "sums, or a standard theorem cited with its hypotheses checked (column *Stated "
+        "theorems*): `series`/`limit` of a sum with a symbolic number of terms are taken term "
+        "by term (`general.sum_series`: per-term Taylor polynomials, linearity of finite sums, "
+        "a check that the remainder does not reach the stated order), gradients over n "
+        "coordinates as directional derivatives d/dt F(θ + tv), Hessians as second "
+        "directional derivatives written as sums of squares, the τ → ±∞ limits by a squeeze. "
+        "Every claim also keeps its check on a generic 3-atom (or 3-sample) instance; "
+        "*instance* marks a claim proved only there.",
         "",
-        "| # | Claim | Statement | Source | Method | Scope | Result | Seconds | Library "
-        "| Max deviation | Tests |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| # | Claim | Statement | Source | Method | Scope | Stated theorems | Result | Seconds "
+        "| Library | Max deviation | Tests |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(results, 1):
         tests = "<br>".join(f"`{t.removeprefix('tests/')}`" for t in r.claim.tests)
@@ -103,9 +106,10 @@ def markdown_table(results: Sequence[Result], total_seconds: float) -> str:
         source = r.claim.source.replace("|", "\\|")
         status = "PASS" if r.passed else "**FAIL**"
         functions = ", ".join(f"`{f}`" for f in r.functions)
+        theorems = "; ".join(r.claim.theorems) or "—"
         lines.append(
             f"| {i} | `{r.claim.name}` | {statement} | {source} | {r.claim.method} "
-            f"| {r.claim.scope} | {status} "
+            f"| {r.claim.scope} | {theorems} | {status} "
             f"| {r.seconds:.2f} | {functions} | {r.deviation:.1e} | {tests} |"
         )
     return "\n".join(lines) + "\n"
