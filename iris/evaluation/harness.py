@@ -364,39 +364,51 @@ def prefetch_plan(
     return PrefetchPlan(tuple(refs), tuple(sorted(local)), tuple(sorted(undeclared)))
 
 
+def causes(err: BaseException | None) -> Iterator[BaseException]:
+    """``err`` and the exceptions it was raised from or during, innermost last."""
+    seen: list[BaseException] = []
+    while err is not None and err not in seen:
+        seen.append(err)
+        yield err
+        err = err.__cause__ or err.__context__
+
+
 def _is_cache_miss(err: BaseException | None) -> bool:
     from datasets.exceptions import DatasetNotFoundError
     from huggingface_hub import errors
 
     kinds = (ConnectionError, DatasetNotFoundError, errors.GatedRepoError)
     kinds += (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled)
-    seen: list[BaseException] = []
-    while err is not None and err not in seen:
-        seen.append(err)
-        err = err.__cause__ or err.__context__
-    return any(isinstance(e, kinds) for e in seen)
+    return any(isinstance(e, kinds) for e in causes(err))
 
 
-def _offline_state() -> str:
-    if hub_offline():
-        return "the hub is offline here (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)"
-    return "the hub could not be reached or refused access"
+def _cache_miss_error(
+    cls: type[EvaluationError], what: str, advice: str, err: BaseException
+) -> EvaluationError:
+    """What is neither local nor in the HF cache while the hub cannot serve it, and the fix."""
+    state = (
+        "the hub is offline here (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)"
+        if hub_offline()
+        else "the hub could not be reached or refused access"
+    )
+    return cls(f"{what} and {state}. {advice}\n(original error: {type(err).__name__}: {err})")
 
 
 def _missing_dataset_error(
     suite: Suite, spec: TaskSpec, tm: TaskManager, err: BaseException
-) -> MissingDatasetError:
+) -> EvaluationError:
     try:
         plan = prefetch_plan(dataclasses.replace(suite, tasks=(spec,)), tm)
         needed = "\n".join(f"  {r.describe()}" for r in plan.datasets) or "  (none declared)"
         gated = " ".join(gated_message(path) for path in sorted({r.path for r in plan.gated}))
     except Exception:  # the plan is advice only; never mask the original error
         needed, gated = "  (could not list them)", ""
-    return MissingDatasetError(
-        f"task {spec.task!r} of suite {suite.name!r}: its data is not in the Hugging Face cache "
-        f"and {_offline_state()}. It needs:\n{needed}\n"
-        f"On a machine with network access and the same HF_HOME, run:\n  {suite.prefetch_command}\n"
-        f"then evaluate again offline. {gated}\n(original error: {type(err).__name__}: {err})"
+    return _cache_miss_error(
+        MissingDatasetError,
+        f"task {spec.task!r} of suite {suite.name!r}: its data is not in the Hugging Face cache",
+        f"It needs:\n{needed}\nOn a machine with network access and the same HF_HOME, run:\n"
+        f"  {suite.prefetch_command}\nthen evaluate again offline. {gated}",
+        err,
     )
 
 
@@ -583,11 +595,12 @@ def evaluate_suite(
             if in_memory or Path(model).is_dir() or not _is_cache_miss(err):
                 raise
             pinned = f" --revision {settings.revision}" if settings.revision else ""
-            raise EvaluationError(
+            raise _cache_miss_error(
+                EvaluationError,
                 f"model {str(model)!r}{pinned.replace(' --revision', ' @')} is not a local "
-                f"directory, not in the Hugging Face cache, and {_offline_state()}. Cache it "
-                f"first, online:\n  {suite.prefetch_command} --model {model}{pinned}\n"
-                f"(original error: {type(err).__name__}: {err})"
+                "directory, not in the Hugging Face cache,",
+                f"Cache it first, online:\n  {suite.prefetch_command} --model {model}{pinned}",
+                err,
             ) from err
         with torch.no_grad():
             results = lm_eval.simple_evaluate(

@@ -26,15 +26,12 @@ __all__ = ["leaf_tasks", "prefetch", "prefetch_plan"]  # (the plan's own home: h
 def _is_gated_error(err: BaseException) -> bool:
     from huggingface_hub.errors import GatedRepoError
 
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, GatedRepoError):
-            return True
-        # The hub's refusal text; our own MissingDatasetError mentions "gated" as advice.
-        if not isinstance(seen, MissingDatasetError) and "gated" in str(seen).lower():
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    # The hub's refusal, or its text; our own MissingDatasetError mentions "gated" as advice.
+    return any(
+        isinstance(e, GatedRepoError)
+        or (not isinstance(e, MissingDatasetError) and "gated" in str(e).lower())
+        for e in harness.causes(err)
+    )
 
 
 def prefetch(
