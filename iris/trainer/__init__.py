@@ -13,14 +13,16 @@ Dataset convention: columns ``prompt``, ``real`` (annotated response), ``generat
 (synthetic response from the previous iterate) and, for T-SPIN, ``proto``.
 """
 
+from ._callbacks import METRICS_FILE, SCHEDULE_FILE, AlphaScheduleCallback, MetricsFileCallback
 from ._collator import IrisDataCollator
 from ._config import IrisConfig
 from ._dispatch import LossSpec, loss_spec
-from ._trainer import METRICS_FILE, SCHEDULE_FILE, IrisTrainer, MetricsFileCallback
+from ._trainer import IrisTrainer
 
 __all__ = [
     "METRICS_FILE",
     "SCHEDULE_FILE",
+    "AlphaScheduleCallback",
     "IrisConfig",
     "IrisDataCollator",
     "IrisTrainer",

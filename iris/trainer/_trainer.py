@@ -1,15 +1,35 @@
-"""IrisTrainer: one self-play iteration with any registry loss, as a thin adapter on trl.DPOTrainer."""
+"""IrisTrainer: one self-play iteration with any registry loss, as a thin adapter on trl.DPOTrainer.
+
+**Seams.** IrisTrainer overrides public methods of ``transformers.Trainer`` and
+``trl.DPOTrainer`` (``compute_loss``, ``training_step``, ``prediction_step``,
+``get_batch_samples``, ``log``, ``save_model``, ``compute_ref_log_probs``,
+``create_accelerator_and_postprocess``); the α schedule's state travels in checkpoints
+through a stateful callback (:class:`AlphaScheduleCallback`, transformers'
+``ExportableState``). The private seams that remain, each with what it is for:
+
+- ``DPOTrainer._prepare_dataset`` (overridden, calls TRL's): TRL tokenises the pairs and
+  applies its truncation and EOS policy; iris renames its columns to TRL's before, and
+  after adds the row index, the extra response groups (T-SPIN's ``proto``, tokenised as
+  TRL tokenises a response) and removes the EOS TRL appends to unterminated generations.
+  TRL has no public hook for extra columns or per-row EOS.
+- ``Trainer._set_signature_columns_if_needed`` (overridden, extends TRL's list): keeps the
+  row index and extra response columns from ``remove_unused_columns``.
+- ``Trainer._prepare_inputs`` (called): moves the step's other prefetched micro-batches
+  to the device for the whole-batch normalisers' no-grad forwards, as the Trainer does
+  for the micro-batch it trains on.
+
+The metrics are kept by the trainer itself and merged into the Trainer's logs in
+:meth:`IrisTrainer.log` (TRL's private ``_metrics`` is not used).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,9 +38,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset, IterableDataset, concatenate_datasets
 from torch import Tensor
-from transformers import TrainerCallback
-from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers import TrainerCallback, TrainerState
 from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import global_then_local_main_first
@@ -29,6 +47,7 @@ from iris.launch import check_trainer
 from iris.losses import LossOutput
 from iris.schedules import AlphaSchedule, ConstantSchedule, Measurement, Progress, make_schedule
 
+from ._callbacks import AlphaScheduleCallback, MetricsFileCallback
 from ._collator import ROW_INDEX, TRUNCATED, IrisDataCollator
 from ._config import IrisConfig
 from ._dataset import ROW_COLUMN, to_trl_columns, trl_column
@@ -36,8 +55,6 @@ from ._dispatch import GENERATED, REAL, LossSpec, loss_spec
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
-SCHEDULE_FILE = "alpha_schedule.json"
 # Precomputed reference log-probs of each response group, as TRL names them.
 REFERENCE_KEYS = {REAL: "ref_chosen_logps", GENERATED: "ref_rejected_logps"}
 _NOT_MODEL_INPUTS = {"completion_mask", ROW_INDEX, TRUNCATED}
@@ -128,45 +145,14 @@ class _Step:
         )
 
 
-class MetricsFileCallback(TrainerCallback):
-    """Writes every log event to ``<output_dir>/metrics.jsonl``, one JSON object per line (main process).
+class _OnTrainBegin(TrainerCallback):
+    """Calls ``hook(state)`` when training starts (``state`` is a resumed checkpoint's)."""
 
-    The file is written fresh by each run; a run resumed from a checkpoint keeps only the
-    rows up to the step it resumes from.
-    """
-
-    def __init__(self) -> None:
-        self._opened = False
-
-    def _path(self, args: Any) -> Path:
-        return Path(args.output_dir) / METRICS_FILE
-
-    def _open(self, args: Any, resumed_step: int) -> None:
-        path = self._path(args)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        kept: list[str] = []
-        if resumed_step > 0 and path.exists():
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resumed_step
-            ]
-        path.write_text("".join(f"{line}\n" for line in kept))
-        self._opened = True
+    def __init__(self, hook: Callable[[TrainerState], None]) -> None:
+        self._hook = hook
 
     def on_train_begin(self, args, state, control, **kwargs):
-        # Fresh at the first event of this run (an evaluation may precede training);
-        # cut back to the checkpoint's step when resuming.
-        if state.is_world_process_zero and (state.global_step > 0 or not self._opened):
-            self._open(args, state.global_step)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or logs is None:
-            return
-        if not self._opened:
-            self._open(args, 0)
-        with self._path(args).open("a") as file:
-            file.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+        self._hook(state)
 
 
 class IrisTrainer(DPOTrainer):
@@ -226,8 +212,9 @@ class IrisTrainer(DPOTrainer):
     ``args.alpha_schedule`` / ``args.alpha``). It is asked for α at the start of every
     optimisation step and given the reference gap once (from the precomputed reference
     log-probs) and the variational estimate −L_α after every step. Its state is saved in
-    each checkpoint and at the end of training in ``<output_dir>/alpha_schedule.json``,
-    and restored when resuming from a checkpoint.
+    each checkpoint (``trainer_state.json``, through :class:`AlphaScheduleCallback`, with a
+    readable copy in ``alpha_schedule.json``) and at the end of training in
+    ``<output_dir>/alpha_schedule.json``, and restored when resuming from a checkpoint.
 
     **Metrics** of every optimisation step, reduced over all micro-batches and ranks as
     sums and counts (or maxima), go to ``report_to`` and to ``<output_dir>/metrics.jsonl``:
@@ -239,13 +226,24 @@ class IrisTrainer(DPOTrainer):
     over responses: a falling ``logps/real`` is likelihood displacement of the annotated
     responses), ``rewards/margin`` (mean β(lr⁺ − lr⁻)), ``rewards/{real,generated}_std``
     (standard deviation of β·logratio over the step's batch), ``truncated/<group>``,
-    ``gap/reference``, ``num_tokens``, ``tokens_per_second``.
+    ``gap/reference``, ``num_tokens``, ``tokens_per_second``, ``aux_loss`` (a
+    mixture-of-experts model's load-balancing loss, before its coefficient, as TRL logs
+    it). TRL's names, with TRL's meaning (chosen = the annotated response ``real``,
+    rejected = the synthetic ``generated``, reward = β·logratio), are logged alongside:
+    ``rewards/chosen``, ``rewards/rejected`` (mean rewards), ``rewards/accuracies``
+    (fraction of pairs whose annotated reward is the larger), ``rewards/margins`` (=
+    ``rewards/margin``), ``logps/chosen``, ``logps/rejected`` (= ``logps/real``,
+    ``logps/generated``). Evaluation logs the same names with the ``eval_`` prefix;
+    ``compute_metrics`` is not accepted (the fused LM head builds no logits to give it).
 
     **Bad input** raises: a dataset missing a column or with an empty prompt/response
     (``ValueError`` naming row and column); non-finite reference log-probs (at
     construction) or policy log-probs / loss (at the step, before any optimiser update:
     ``FloatingPointError`` naming the step, the row and the response); a checkpoint or
-    ``save_model`` with non-finite parameters is refused.
+    ``save_model`` with non-finite parameters is refused. The step's log-probs are checked
+    where they enter the loss, by the loss library (which rejects non-finite inputs; the
+    trainer then names the row and response), and the loss where it leaves it, inside the
+    step's metric reduction: no device synchronisation of its own.
     """
 
     loss_is_scaled_for_ga = True
@@ -275,12 +273,26 @@ class IrisTrainer(DPOTrainer):
     ):
         if not isinstance(args, IrisConfig):
             raise TypeError(f"IrisTrainer needs an IrisConfig, got {type(args).__name__}")
+        if compute_metrics is not None:
+            raise ValueError(
+                "IrisTrainer does not take compute_metrics: its fused LM head builds no logits to give it "
+                "(TRL recomputes them with an extra forward, deprecated in TRL and removed in 2.0). "
+                "Evaluation reports the loss and every training metric with the eval_ prefix "
+                "(eval_rewards/accuracies, eval_rewards/margins, eval_logps/chosen, "
+                "eval_objective/variational_estimate, ...); derive others from them in a callback's on_evaluate."
+            )
         self.loss_spec: LossSpec = loss_spec(args.loss)
-        self.alpha_schedule = self._build_schedule(self.loss_spec, args, alpha_schedule)
+        schedule = self._build_schedule(self.loss_spec, args, alpha_schedule)
         self._step: _Step | None = None
         self._reference_gap: float | None = None
-        self._tokens_since_log = 0.0
-        self._last_log_time = time.perf_counter()
+        self._step_metrics: dict[str, defaultdict[str, list[float]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
+        self._start_training(TrainerState())
+        own = [MetricsFileCallback(), _OnTrainBegin(self._start_training)]
+        if schedule is not None:
+            own.append(AlphaScheduleCallback(schedule))
         super().__init__(
             model,
             ref_model=ref_model,
@@ -289,8 +301,7 @@ class IrisTrainer(DPOTrainer):
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=processing_class,
-            compute_metrics=compute_metrics,
-            callbacks=[*(callbacks or []), MetricsFileCallback()],
+            callbacks=[*(callbacks or []), *own],
             optimizers=optimizers,
             quantization_config=quantization_config,
             peft_config=peft_config,
@@ -311,6 +322,14 @@ class IrisTrainer(DPOTrainer):
             self._check_reference_logps(dataset, name)
         self._reference_gap = self._summarise_dataset(self.train_dataset)
         self._connect_schedule()
+
+    @property
+    def alpha_schedule(self) -> AlphaSchedule | None:
+        """The α schedule (``None`` for a loss without α), held by its checkpointed callback."""
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, AlphaScheduleCallback):
+                return callback.schedule
+        return None
 
     # ----------------------------------------------------------------------------------
     # Construction helpers
@@ -603,8 +622,11 @@ class IrisTrainer(DPOTrainer):
             torch.stack([torch.cat(columns[n]) for n in (*names, ROW_INDEX)])
         )
         batch = {name: gathered[i] for i, name in enumerate((*names, ROW_INDEX))}
-        self._check_finite(batch, batch[ROW_INDEX].long())
-        step.normalizers = spec.normalizers(batch, self._hyperparameters(step.alpha))
+        step.normalizers = self._at_loss_boundary(
+            lambda: spec.normalizers(batch, self._hyperparameters(step.alpha)),
+            batch,
+            batch[ROW_INDEX].long(),
+        )
         step.total_pairs = batch[ROW_INDEX].numel()
         return tensors, outputs
 
@@ -618,19 +640,33 @@ class IrisTrainer(DPOTrainer):
         gathered = self.accelerator.gather(padded)
         return torch.cat([gathered[r, :, : int(n)] for r, n in enumerate(counts.tolist())], dim=1)
 
-    def _check_finite(
-        self, tensors: Mapping[str, Tensor], rows: Tensor, loss: Tensor | None = None
+    def _at_loss_boundary(
+        self, call: Callable[[], Any], tensors: Mapping[str, Tensor], rows: Tensor
+    ) -> Any:
+        """``call()`` of the loss library on ``tensors``; a non-finite input is named.
+
+        The loss library checks that its inputs are finite (``ValueError`` otherwise, one
+        device synchronisation per input, which it makes anyway); only then does the
+        trainer look for the first non-finite log-prob or log-ratio, to name its dataset
+        row and response. Any other error of the loss library is raised as it is.
+        """
+        try:
+            return call()
+        except ValueError as error:
+            self._name_non_finite(tensors, rows, error)
+            raise
+
+    def _name_non_finite(
+        self, tensors: Mapping[str, Tensor], rows: Tensor, error: Exception
     ) -> None:
+        """Raise ``FloatingPointError`` naming the first non-finite log-prob (then log-ratio), if any."""
         names = sorted(
             (n for n in tensors if n.endswith(("_logps", "_logratios"))),
             key=lambda n: n.endswith("_logratios"),
         )
-        values = [tensors[n].detach() for n in names]
-        checked = [*values, loss.detach().reshape(1)] if loss is not None else values
-        if bool(torch.stack([torch.isfinite(v).all() for v in checked]).all()):  # one device sync
-            return
         step = self.state.global_step + 1
-        for name, value in zip(names, values, strict=True):
+        for name in names:
+            value = tensors[name].detach()
             bad = torch.nonzero(~torch.isfinite(value)).flatten()
             if bad.numel():
                 i = int(bad[0])
@@ -640,11 +676,7 @@ class IrisTrainer(DPOTrainer):
                     f"optimisation step {step}: non-finite {what} ({float(value[i])}) for dataset row "
                     f"{int(rows[i])}, response {group!r} ({bad.numel()} non-finite in this batch); training stopped "
                     "before the optimiser update, no checkpoint of this step was saved"
-                )
-        raise FloatingPointError(
-            f"optimisation step {step}: the loss is non-finite ({float(loss)}) although all log-probs are finite; "
-            "training stopped before the optimiser update"
-        )
+                ) from error
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs:
@@ -658,19 +690,21 @@ class IrisTrainer(DPOTrainer):
         else:
             tensors, outputs = self._loss_tensors(model, inputs, self.loss_spec.groups)
         pairs = tensors[f"{REAL}_logps"].numel()
-        rows = self._rows(inputs)
-        self._check_finite(tensors, rows)
-        result = self.loss_spec(tensors, self._hyperparameters(step.alpha), step.normalizers)
-        self._check_finite(tensors, rows, result.loss)
+        result: LossOutput = self._at_loss_boundary(
+            lambda: self.loss_spec(tensors, self._hyperparameters(step.alpha), step.normalizers),
+            tensors,
+            self._rows(inputs),
+        )
         if not training:
             step.total_pairs = pairs
         # Normalised losses return this micro-batch's share of the batch objective; the
         # others the micro-batch mean, whose share is B_k / N of it.
         share = 1.0 if step.normalizers is not None else pairs / step.total_pairs
         loss = result.loss * share
+        self._accumulate(step, tensors, result, share, inputs)
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss * (pairs / step.total_pairs)
-        self._accumulate(step, tensors, result, share, inputs)
+            step.add("aux_loss", outputs.aux_loss * pairs)
         step.micro_batches_left -= 1
         if step.micro_batches_left == 0:
             self._flush(step, "train" if training else "eval")
@@ -686,6 +720,8 @@ class IrisTrainer(DPOTrainer):
     ) -> None:
         pairs = tensors[f"{REAL}_logps"].numel()
         step.add("pairs", pairs)
+        # The loss's finiteness is checked with the step's other sums (one transfer per step).
+        step.add("loss_sum", result.loss)
         step.add("tokens", inputs["attention_mask"].sum())
         truncated = inputs.get(TRUNCATED)
         for i, group in enumerate(self.loss_spec.groups):
@@ -696,6 +732,11 @@ class IrisTrainer(DPOTrainer):
                 step.add(f"truncated/{group}", truncated[i * pairs : (i + 1) * pairs].sum())
         margin = self.args.beta * (tensors[f"{REAL}_logratios"] - tensors[f"{GENERATED}_logratios"])
         step.add("rewards/margin", margin.sum())
+        # TRL's reward accuracy: the annotated ("chosen") reward is the larger, compared as TRL does.
+        chosen, rejected = (
+            self.args.beta * tensors[f"{side}_logratios"].detach() for side in (REAL, GENERATED)
+        )
+        step.add("rewards/accuracies", (chosen > rejected).sum())
         for side in (REAL, GENERATED):  # reward spread: σ of the gradient-concentration law
             reward = self.args.beta * tensors[f"{side}_logratios"].detach().to(torch.float64)
             step.add(f"rewards/{side}_sum", reward.sum())
@@ -710,17 +751,27 @@ class IrisTrainer(DPOTrainer):
                 step.add(f"objective/{name}", value * pairs)
 
     def _flush(self, step: _Step, mode: str) -> None:
-        """Reduce the step's sums over ranks and append its metrics to ``self._metrics[mode]``."""
+        """Reduce the step's sums over ranks (the step's one device transfer), check its loss, record its metrics."""
         sum_names, max_names = list(step.sums), list(step.maxima)
-        sums = torch.stack([step.sums[n] for n in sum_names])
-        maxima = torch.stack([step.maxima[n] for n in max_names])
-        if self.accelerator.num_processes > 1:
-            sums = self.accelerator.gather(sums.unsqueeze(0)).sum(dim=0)
-            maxima = self.accelerator.gather(maxima.unsqueeze(0)).amax(dim=0)
-        total = dict(zip(sum_names, sums.tolist(), strict=True))
-        largest = dict(zip(max_names, maxima.tolist(), strict=True))
+        local = torch.stack(
+            [*(step.sums[n] for n in sum_names), *(step.maxima[n] for n in max_names)]
+        )
+        if self.accelerator.num_processes > 1:  # one collective: sums are added, maxima compared
+            ranks = self.accelerator.gather(local.unsqueeze(0))
+            local = torch.cat(
+                [ranks[:, : len(sum_names)].sum(dim=0), ranks[:, len(sum_names) :].amax(dim=0)]
+            )
+        values = local.tolist()  # the step's one device-to-host transfer
+        total = dict(zip(sum_names, values[: len(sum_names)], strict=True))
+        largest = dict(zip(max_names, values[len(sum_names) :], strict=True))
         pairs = total.pop("pairs")
         tokens = total.pop("tokens")
+        loss_sum = total.pop("loss_sum")
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(
+                f"optimisation step {self.state.global_step + 1}: the loss is non-finite ({loss_sum}) although "
+                "all log-probs are finite; training stopped before the optimiser update"
+            )
         metrics: dict[str, float] = {}
         if step.alpha is not None:
             metrics["alpha"] = step.alpha
@@ -735,19 +786,24 @@ class IrisTrainer(DPOTrainer):
             metrics[f"weights/{side}_max_weight"] = (
                 largest[f"weights/{side}_max"] / weight_sum if weight_sum > 0 else math.nan
             )
-        for side in (REAL, GENERATED):
+        for side, trl_side in ((REAL, "chosen"), (GENERATED, "rejected")):
             mean = total.pop(f"rewards/{side}_sum") / pairs
             mean_sq = total.pop(f"rewards/{side}_sum_sq") / pairs
             metrics[f"rewards/{side}_std"] = math.sqrt(max(mean_sq - mean * mean, 0.0))
+            metrics[f"rewards/{trl_side}"] = mean
         metrics.update({name: value / pairs for name, value in total.items()})
+        # TRL's names of the same means (chosen = real, rejected = generated).
+        metrics["rewards/margins"] = metrics["rewards/margin"]
+        metrics["logps/chosen"] = metrics[f"logps/{REAL}"]
+        metrics["logps/rejected"] = metrics[f"logps/{GENERATED}"]
         if self._reference_gap is not None:
             metrics["gap/reference"] = self._reference_gap
         if mode == "train":
             self._tokens_since_log += tokens
-            self._total_train_tokens += int(tokens)
-            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            self._train_tokens += int(tokens)
+            self._step_metrics[mode]["num_tokens"] = [self._train_tokens]
         for name, value in metrics.items():
-            self._metrics[mode][name].append(value)
+            self._step_metrics[mode][name].append(value)
         if mode == "train" and self.alpha_schedule is not None:
             self.alpha_schedule.observe(
                 Measurement(variational_gap=metrics.get("objective/variational_estimate"))
@@ -764,6 +820,11 @@ class IrisTrainer(DPOTrainer):
     # ----------------------------------------------------------------------------------
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        prefix = "" if mode == "train" else "eval_"
+        recorded = self._step_metrics[mode]
+        logs.update({f"{prefix}{name}": sum(v) / len(v) for name, v in recorded.items() if v})
+        recorded.clear()
         if "loss" in logs and self.model.training:
             now = time.perf_counter()
             logs["tokens_per_second"] = self._tokens_since_log / max(
@@ -811,42 +872,14 @@ class IrisTrainer(DPOTrainer):
             finite = self.accelerator.gather(finite.reshape(1)).min()
         return bool(finite > 0)
 
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if self.alpha_schedule is not None and self.args.should_save:
-            folder = (
-                Path(self._get_output_dir(trial=trial))
-                / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
-            self._write_schedule(folder / SCHEDULE_FILE)
-
-    def _write_schedule(self, path: Path) -> None:
-        assert self.alpha_schedule is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"config": self.alpha_schedule.config(), "state": self.alpha_schedule.state_dict()}
-        path.write_text(json.dumps(record, indent=2) + "\n")
-
-    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
-        folder = None
-        if resume_from_checkpoint:
-            folder = (
-                get_last_checkpoint(self.args.output_dir)
-                if resume_from_checkpoint is True
-                else os.fspath(resume_from_checkpoint)
-            )
-        if folder and self.alpha_schedule is not None and (Path(folder) / SCHEDULE_FILE).exists():
-            state = json.loads((Path(folder) / SCHEDULE_FILE).read_text())["state"]
-            self.alpha_schedule.load_state_dict(state)
-        # The step history of the checkpoint: a resumed run reports whole-run totals.
-        self._resumed_history = []
-        if folder and (Path(folder) / TRAINER_STATE_NAME).exists():
-            saved = json.loads((Path(folder) / TRAINER_STATE_NAME).read_text())
-            self._resumed_history = [row for row in saved.get("log_history", []) if "loss" in row]
-        self._total_train_tokens = int(
+    def _start_training(self, state: TrainerState) -> None:
+        """At the start of training (fresh, or resumed from a checkpoint: ``state`` is then
+        the checkpoint's): a resumed run reports whole-run ``train_loss`` and ``num_tokens``."""
+        resumed = state.global_step > 0
+        self._resumed_history = (
+            [row for row in state.log_history if "loss" in row] if resumed else []
+        )
+        self._train_tokens = int(
             max((row.get("num_tokens", 0) for row in self._resumed_history), default=0)
         )
         self._tokens_since_log, self._last_log_time = 0.0, time.perf_counter()
-        output = super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
-        if self.alpha_schedule is not None and self.args.should_save:
-            self._write_schedule(Path(self.args.output_dir) / SCHEDULE_FILE)
-        return output
