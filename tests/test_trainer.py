@@ -24,7 +24,13 @@ from _trainer_common import (
     train_iris,
 )
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    HfArgumentParser,
+    MixtralConfig,
+    MixtralForCausalLM,
+)
 from trl import DPOConfig, DPOTrainer
 
 import iris.trainer as iris_trainer
@@ -33,6 +39,7 @@ from iris.schedules import AdaptiveSchedule, adaptive_alpha
 from iris.trainer import (
     METRICS_FILE,
     SCHEDULE_FILE,
+    AlphaScheduleCallback,
     IrisConfig,
     IrisDataCollator,
     IrisTrainer,
@@ -53,6 +60,17 @@ def _trainer(policy: Path, rows, output_dir: Path, **overrides) -> IrisTrainer:
         train_dataset=Dataset.from_list(rows),
         processing_class=AutoTokenizer.from_pretrained(policy),
     )
+
+
+# What a dashboard keyed on TRL's DPOTrainer reads (chosen = real, rejected = generated).
+TRL_DASHBOARD_KEYS = {
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/accuracies",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+}
 
 
 def _metrics_file(output_dir: Path) -> list[dict]:
@@ -248,6 +266,9 @@ def test_spin_matches_trl_sigmoid_dpo(policy, tmp_path):
         )
         assert ours["logps/real"] == pytest.approx(theirs["logps/chosen"], rel=1e-5)
         assert ours["logps/generated"] == pytest.approx(theirs["logps/rejected"], rel=1e-5)
+        for key in TRL_DASHBOARD_KEYS:  # TRL's names, with TRL's values
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-7), key
+    assert iris_rows[1]["rewards/accuracies"] not in (0.0, 1.0)  # a fraction, compared as TRL does
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
@@ -285,6 +306,7 @@ def test_every_registry_loss_trains(policy, tmp_path, loss):
         for side in ("real", "generated")
         for stat in ("ess_fraction", "max_weight")
     }
+    expected |= TRL_DASHBOARD_KEYS
     assert expected <= set(logged[0])
     assert ("alpha" in logged[0]) == (loss == "iris")
     assert "logps/proto" in logged[0] or "proto" not in trainer.loss_spec.groups
@@ -293,6 +315,17 @@ def test_every_registry_loss_trains(policy, tmp_path, loss):
     assert logged[0]["rewards/real_std"] == 0.0  # θ = θt at the first step: every reward is 0
     assert logged[-1]["rewards/real_std"] > 0.0
     assert file_rows[-1]["loss"] == pytest.approx(logged[-1]["loss"])
+    assert TRL_DASHBOARD_KEYS <= set(file_rows[-1])
+    last = logged[-1]
+    assert last["rewards/margins"] == last["rewards/margin"]
+    assert last["logps/chosen"] == last["logps/real"]
+    assert last["logps/rejected"] == last["logps/generated"]
+    beta = trainer.args.beta
+    assert last["rewards/chosen"] == pytest.approx(beta * last["logratios/real"], rel=1e-6)
+    assert last["rewards/chosen"] - last["rewards/rejected"] == pytest.approx(
+        last["rewards/margins"], rel=1e-5, abs=1e-9
+    )
+    assert "aux_loss" not in last  # a dense model has no router
 
 
 def test_tspin_sees_the_proto_responses(policy, tmp_path):
@@ -416,6 +449,47 @@ def test_resume_keeps_metrics_up_to_the_checkpoint_and_restores_the_schedule(pol
         assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-5)
 
 
+@pytest.mark.parametrize("restore", ["transformers", "callback", "legacy checkpoint"])
+def test_schedule_state_travels_in_the_trainer_state(policy, tmp_path, restore):
+    """The schedule's state is in each checkpoint's trainer_state.json (stateful_callbacks).
+
+    Resuming restores it whether transformers rebuilds the callback
+    (``restore_callback_states_from_checkpoint``) or not; a checkpoint whose trainer state
+    has no entry (written before it had one) is restored from its alpha_schedule.json.
+    """
+    rows = make_rows(6, seed=5)
+    overrides = {
+        "per_device_train_batch_size": 2,
+        "max_steps": 2,
+        "learning_rate": 0.05,
+        "save_strategy": "steps",
+        "save_steps": 1,
+        "alpha_schedule": {"name": "adaptive", "gap": "variational", "normalizer": "max"},
+        "restore_callback_states_from_checkpoint": restore == "transformers",
+    }
+    first = _trainer(policy, rows, tmp_path, **overrides)
+    first.train()
+    checkpoint = tmp_path / "checkpoint-1"
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]
+    record = json.loads((checkpoint / SCHEDULE_FILE).read_text())
+    assert saved[AlphaScheduleCallback.__name__]["args"]["state"] == record["state"]
+    assert record["state"]["observations"] == 1
+    if restore == "legacy checkpoint":
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        del state["stateful_callbacks"][AlphaScheduleCallback.__name__]
+        (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+
+    second = _trainer(policy, rows, tmp_path, **overrides)
+    second.train(resume_from_checkpoint=str(checkpoint))
+    alphas = [row["alpha"] for row in second.state.log_history if "loss" in row]
+    assert alphas == pytest.approx(
+        [row["alpha"] for row in first.state.log_history if "loss" in row]
+    )
+    assert second.alpha_schedule.state_dict() == first.alpha_schedule.state_dict()
+    final = json.loads((tmp_path / SCHEDULE_FILE).read_text())
+    assert final["state"] == first.alpha_schedule.state_dict()
+
+
 def test_evaluate_reports_the_loss_and_metrics(policy, tmp_path):
     trainer = IrisTrainer(
         AutoModelForCausalLM.from_pretrained(policy),
@@ -428,6 +502,23 @@ def test_evaluate_reports_the_loss_and_metrics(policy, tmp_path):
     assert metrics["eval_loss"] == pytest.approx(0.0, abs=1e-6)  # θ = θt: all rewards are zero
     assert math.isfinite(metrics["eval_logps/real"])
     assert metrics["eval_weights/generated_ess_fraction"] == pytest.approx(1.0)
+    assert {f"eval_{key}" for key in TRL_DASHBOARD_KEYS} <= set(metrics)
+    assert metrics["eval_logps/chosen"] == metrics["eval_logps/real"]
+    assert (
+        metrics["eval_rewards/accuracies"] == 0.0
+    )  # equal rewards: the annotated one is not larger
+
+
+def test_compute_metrics_is_rejected_at_construction(policy, tmp_path):
+    """The fused LM head builds no logits: a compute_metrics would never be called, so it is refused."""
+    with pytest.raises(ValueError, match=r"does not take compute_metrics.*eval_rewards/accuracies"):
+        IrisTrainer(
+            AutoModelForCausalLM.from_pretrained(policy),
+            args=IrisConfig(**config_kwargs(tmp_path)),
+            train_dataset=Dataset.from_list(make_rows(4)),
+            processing_class=AutoTokenizer.from_pretrained(policy),
+            compute_metrics=lambda prediction: {"accuracy": 1.0},
+        )
 
 
 @pytest.mark.parametrize("precompute", [True, False], ids=["precomputed", "live"])
@@ -565,6 +656,98 @@ def test_non_finite_log_ratios_of_the_whole_batch_are_named(policy, tmp_path):
         FloatingPointError, match=r"optimisation step 1: non-finite .* row \d+, response 'real'"
     ):
         trainer.train()
+
+
+def test_non_finite_loss_of_finite_log_probs_stops_before_the_update(policy, tmp_path):
+    """A loss that is non-finite although its inputs are finite (an overflow) is caught with the
+    step's metrics, before the optimiser update, even in an earlier micro-batch of the step."""
+    trainer = _trainer(
+        policy, make_rows(8), tmp_path, per_device_train_batch_size=2, gradient_accumulation_steps=2
+    )
+    spec = trainer.loss_spec
+    calls = []
+
+    def overflowing(real_logratios, generated_logratios, *, beta=0.1):
+        out = spec.function(real_logratios, generated_logratios, alpha=1.0, beta=beta)
+        calls.append(len(calls))
+        loss = out.loss * (math.inf if len(calls) == 1 else 1.0)  # the first micro-batch only
+        return dataclasses.replace(out, loss=loss)
+
+    trainer.loss_spec = dataclasses.replace(
+        spec,
+        function=overflowing,
+        hyperparameters={"beta": inspect.Parameter("beta", inspect.Parameter.KEYWORD_ONLY)},
+        normalizer=None,
+        normalizer_tensor_names=(),
+    )
+    before = flat_parameters(trainer.model)
+    with pytest.raises(
+        FloatingPointError,
+        match=r"optimisation step 1: the loss is non-finite \((nan|inf)\) although all log-probs are finite",
+    ):
+        trainer.train()
+    assert len(calls) == 2
+    assert torch.equal(flat_parameters(trainer.model), before)
+
+
+def test_moe_aux_loss_is_logged_as_trl_logs_it(policy, tmp_path):
+    """A mixture-of-experts model: the router's load-balancing loss is added with its coefficient
+    and logged as ``aux_loss``, the values TRL's DPOTrainer adds and logs (SPIN = TRL's sigmoid)."""
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    config = MixtralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        moe = MixtralForCausalLM(config)
+    moe.save_pretrained(tmp_path / "moe")
+    tokenizer.save_pretrained(tmp_path / "moe")
+    rows = make_rows(8, seed=3)
+    common = {
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 2,
+        "max_steps": 2,
+        "learning_rate": 0.05,
+        "beta": 0.1,
+    }
+    trainer, _, ours = train_iris(
+        tmp_path / "moe", Dataset.from_list(rows), tmp_path / "iris", loss="spin", **common
+    )
+    assert trainer.aux_loss_enabled and trainer.router_aux_loss_coef == pytest.approx(0.001)
+    # θ = θt at the first step: SPIN's loss is log 2, the rest is the weighted aux loss.
+    assert ours[0]["loss"] == pytest.approx(
+        math.log(2) + trainer.router_aux_loss_coef * ours[0]["aux_loss"], rel=1e-6
+    )
+
+    trl = DPOTrainer(
+        MixtralForCausalLM.from_pretrained(tmp_path / "moe"),
+        args=DPOConfig(
+            **config_kwargs(tmp_path / "trl", **common),
+            loss_type=["sigmoid"],
+            precompute_ref_log_probs=True,
+        ),
+        train_dataset=Dataset.from_list(
+            [{"prompt": r["prompt"], "chosen": r["real"], "rejected": r["generated"]} for r in rows]
+        ),
+        processing_class=tokenizer,
+    )
+    trl.train()
+    theirs = [row for row in trl.state.log_history if "loss" in row]
+    for our_row, their_row in zip(ours, theirs, strict=True):
+        assert our_row["aux_loss"] == pytest.approx(their_row["aux_loss"], rel=1e-5)
+        assert our_row["loss"] == pytest.approx(their_row["loss"], rel=1e-5)
+    assert "aux_loss" in _metrics_file(tmp_path / "iris")[0]
 
 
 def test_non_finite_reference_log_probs_are_named(policy, tmp_path):
