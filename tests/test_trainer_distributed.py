@@ -146,6 +146,9 @@ def test_two_processes_give_the_global_batch_update(setup, single_process, split
         "logps/real",
         "logratios/generated",
         "weights/real_ess_fraction",
+        "rewards/chosen",
+        "rewards/accuracies",
+        "logps/rejected",
     ):
         assert row[key] == pytest.approx(whole_row[key], rel=1e-5, abs=1e-6), key
 
