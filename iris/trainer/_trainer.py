@@ -5,18 +5,21 @@
 ``get_batch_samples``, ``log``, ``save_model``, ``compute_ref_log_probs``,
 ``create_accelerator_and_postprocess``); the α schedule's state travels in checkpoints
 through a stateful callback (:class:`AlphaScheduleCallback`, transformers'
-``ExportableState``). The private seams that remain, each with what it is for:
+``ExportableState``), and a resumed run's whole-run totals start from an
+``on_train_begin`` callback (``train`` and ``_save_checkpoint`` are not overridden).
+The private seams that remain, each with what it is for:
 
 - ``DPOTrainer._prepare_dataset`` (overridden, calls TRL's): TRL tokenises the pairs and
   applies its truncation and EOS policy; iris renames its columns to TRL's before, and
   after adds the row index, the extra response groups (T-SPIN's ``proto``, tokenised as
   TRL tokenises a response) and removes the EOS TRL appends to unterminated generations.
   TRL has no public hook for extra columns or per-row EOS.
-- ``Trainer._set_signature_columns_if_needed`` (overridden, extends TRL's list): keeps the
-  row index and extra response columns from ``remove_unused_columns``.
-- ``Trainer._prepare_inputs`` (called): moves the step's other prefetched micro-batches
-  to the device for the whole-batch normalisers' no-grad forwards, as the Trainer does
-  for the micro-batch it trains on.
+- ``Trainer._set_signature_columns_if_needed`` (overridden, extends TRL's
+  ``_signature_columns``): keeps the row index and extra response columns from
+  ``remove_unused_columns``.
+- ``Trainer._prepare_inputs`` (called, as TRL's ``prediction_step`` does): moves a batch
+  to the device; also the step's other prefetched micro-batches, for the whole-batch
+  normalisers' no-grad forwards.
 
 The metrics are kept by the trainer itself and merged into the Trainer's logs in
 :meth:`IrisTrainer.log` (TRL's private ``_metrics`` is not used).
