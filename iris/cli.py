@@ -55,7 +55,6 @@ def _selfplay(args: argparse.Namespace) -> int:
     )
     if run.main_process:  # once per launch
         print(summary(run))
-        print(f"run directory: {run.root}")
     return 0
 
 
@@ -240,10 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     from iris.launch import LaunchError
     from iris.runs import ConfigMismatchError
 
+    debug = args.debug or os.environ.get("IRIS_DEBUG", "") not in ("", "0")
+    if not debug and args.command in ("selfplay", "generate", "train", "evaluate", "demo", "eval"):
+        from iris.console import quiet_libraries
+
+        quiet_libraries()
     try:
         return args.run(args)
     except (ConfigError, ConfigMismatchError, DataError, LaunchError) as err:
-        if args.debug or os.environ.get("IRIS_DEBUG", "") not in ("", "0"):
+        if debug:
             raise
         # A user's mistake, said plainly once (by the main process of a launch).
         if os.environ.get("RANK", "0") == "0":

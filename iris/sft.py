@@ -46,7 +46,7 @@ def sft_config(settings: Mapping[str, Any], *, output_dir: str | Path):
     return SFTConfig(output_dir=str(output_dir), **values)
 
 
-def train_sft(model, tokenizer, train_dataset, args, *, resume: bool = True):
+def train_sft(model, tokenizer, train_dataset, args, *, resume: bool = True, desc: str = "train"):
     """Fine-tune ``model`` on ``train_dataset`` (a ``datasets.Dataset`` of :func:`sft_rows`)
     with ``args`` (:func:`sft_config`); checkpoints go to ``args.output_dir`` and a killed run
     resumes from the last one. Returns the trainer (the model is ``trainer.model``).
@@ -58,6 +58,7 @@ def train_sft(model, tokenizer, train_dataset, args, *, resume: bool = True):
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
+    from iris.console import show_progress
     from iris.launch import check_trainer
     from iris.trainer import MetricsFileCallback
 
@@ -69,6 +70,7 @@ def train_sft(model, tokenizer, train_dataset, args, *, resume: bool = True):
         callbacks=[MetricsFileCallback()],  # <output_dir>/metrics.jsonl, as for self-play
     )
     check_trainer(trainer)  # the training the launcher asked for (iris.launch)
+    show_progress(trainer, desc)  # one bar; the metrics go to metrics.jsonl
     checkpoint = None
     if resume and Path(args.output_dir).is_dir():
         checkpoint = get_last_checkpoint(args.output_dir)

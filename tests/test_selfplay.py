@@ -333,3 +333,33 @@ def test_tensorboard_events_hold_the_iris_metrics(workspace, tmp_path):
         "loss",
     ):
         assert f"train/{name}" in tags, sorted(tags)
+
+
+def test_console_of_a_two_iteration_run_is_for_people(workspace, tmp_path):
+    """Header, one bar and one summary line per stage; no metric dicts, no library chatter."""
+    config = write_config(workspace, "console")
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iris.cli",
+            "selfplay",
+            "--config",
+            str(config),
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,  # bytes: text mode would turn a bar's carriage returns into lines
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "default"},
+    )
+    output = (result.stdout + result.stderr).decode()
+    assert result.returncode == 0, output[-3000:]
+    lines = [line for line in output.split("\n") if line.strip()]  # as a redirected file
+    assert len(lines) <= 25, "\n".join(lines)
+    text = "\n".join(lines)
+    assert "{'loss'" not in text and "Warning" not in text and "Loading weights" not in text
+    for header in ("── data", "── iteration 0 · generate", "── iteration 1 · train"):
+        assert header in text
+    assert "3 steps on 24 rows, mean loss" in text and "5 of 5 stages done" in text

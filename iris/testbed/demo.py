@@ -212,14 +212,13 @@ def warm_start(settings: DemoSettings, out: Path) -> tuple[Path, Path, dict[str,
                 "lr_scheduler_type": "constant",
                 "save_strategy": "no",
                 "report_to": [],
-                "disable_tqdm": True,
                 "logging_steps": 1,
                 "seed": settings.model_seed,
             },
             output_dir=out / "warm_start" / "sft",
         )
         dataset = Dataset.from_list(sft_rows(records, tokenizer))
-        trainer = train_sft(model, tokenizer, dataset, args, resume=False)
+        trainer = train_sft(model, tokenizer, dataset, args, resume=False, desc="[demo] warm start")
         trainer.save_model(str(start))
         tokenizer.save_pretrained(str(start))
         scores = TestbedEvaluator(target=settings.target.to_dict()).score(trainer.model, tokenizer)
@@ -343,14 +342,16 @@ def run_demo(
         for seed in range(settings.seeds)
         for method in settings.methods
     ]
+    from tqdm.auto import tqdm
+
     log(f"[demo] {len(jobs)} runs × {settings.iterations} iterations on {workers} worker(s)")
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
         futures = {pool.submit(_run_one, job): job for job in jobs}
-        for done, future in enumerate(as_completed(futures), 1):
-            path = Path(future.result())
-            log(
-                f"[demo] {done}/{len(jobs)} done: {path.parent.name}/{path.name} ({time.perf_counter() - started:.0f} s)"
-            )
+        with tqdm(total=len(jobs), desc="[demo] runs", unit="run") as bar:
+            for future in as_completed(futures):
+                path = Path(future.result())  # its console went to <run dir>.log
+                bar.set_postfix_str(f"{path.parent.name}/{path.name}")
+                bar.update()
 
     runs = collect(out / "runs", settings)
     results = {"settings": settings.to_dict(), "warm_start": start_scores, "runs": runs}
@@ -369,8 +370,8 @@ def run_demo(
     results["figures"] = [
         str(p) for paths in report.built.values() for p in paths if p.suffix == ".png"
     ]
-    for script, reason in report.skipped.items():
-        log(f"[demo] figure {script} not built: {reason}")
+    if report.skipped:  # the benchmark tables need lm-eval runs; INDEX.md says why
+        log(f"[demo] {len(report.skipped)} figure(s) not built: see {out}/figures/INDEX.md")
     results["table"] = table
     results["seconds"] = time.perf_counter() - started
     return results
