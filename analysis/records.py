@@ -325,15 +325,25 @@ def _event_rows(files: list[Path]) -> list[dict[str, Any]]:
     """Log rows (``{"step": s, key: value}``) of tensorboard event files (``train/`` stripped)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    rows: dict[int, dict[str, Any]] = {}
+    # The end-of-training summary (train_runtime, train_loss, ...) is its own log row, as in
+    # trainer_state.json, though it shares the last step.
+    summary = {
+        "train_runtime",
+        "train_samples_per_second",
+        "train_steps_per_second",
+        "total_flos",
+        "train_loss",
+    }
+    rows: dict[tuple[int, bool], dict[str, Any]] = {}
     for path in files:
         events = EventAccumulator(str(path), size_guidance={"scalars": 0})
         events.Reload()
         for tag in events.Tags().get("scalars", []):
+            key = tag.removeprefix("train/")
             for event in events.Scalars(tag):
-                row = rows.setdefault(event.step, {"step": event.step})
-                row[tag.removeprefix("train/")] = event.value
-    return [rows[step] for step in sorted(rows)]
+                row = rows.setdefault((event.step, key in summary), {"step": event.step})
+                row[key] = event.value
+    return [rows[key] for key in sorted(rows)]
 
 
 def discover_runs(root: str | os.PathLike) -> list[Path]:
