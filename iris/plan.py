@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 GIB = 2**30
 DEFAULT_GPU_MEMORY_GIB = 80.0
-# The paper's global batch: 8 GPUs × 8 per device × 1 accumulation (shared/design/paper-setup.md).
+# The paper's global batch: 8 GPUs × 8 per device × 1 accumulation (docs/paper-setup.md).
 PAPER_GLOBAL_BATCH = 64
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 COMPUTE_BYTES = 2  # bf16 mixed precision: activations and gathered weights are bf16

@@ -1,4 +1,4 @@
-"""Symbolic proofs of the IRIS claims (shared/design/objective.md), one claim per function.
+"""Symbolic proofs of the IRIS claims (docs/objective.md), one claim per function.
 
 Each claim is a function registered with `theory.registry.claim`, whose docstring states
 the claim, its source tag ([paper]/[secondary]/[derived]/[choice]) and the tests that

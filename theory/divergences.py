@@ -7,7 +7,7 @@ sums `E_P f = Σ_i p_i f_i`; where an identity also holds for unnormalised posit
 the claims check it for those, and say so. With numbers in, `float(...)` of the result is
 the value, which is how the tests compare `iris.losses` with these formulas.
 
-Notation as in `shared/design/objective.md`:
+Notation as in `docs/objective.md`:
 
 - `D_α(P‖Q) = (1/(α−1)) log Σ p^α q^{1−α}`          Rényi divergence
 - `R_α(P‖Q) = D_α(P‖Q) / α`                          rescaled Rényi divergence

@@ -3,7 +3,7 @@
 A claim is a function without arguments that raises `ClaimFailed` when the statement in its
 docstring does not hold. It is declared with the `@claim(...)` decorator, which records
 
-- `source`: where the statement comes from, tagged as in `shared/design/objective.md`
+- `source`: where the statement comes from, tagged as in `docs/objective.md`
   ([paper], [secondary], [derived], [choice]);
 - `method`: how it is established — "symbolic" (a sympy proof: identities by
   `simplify(lhs - rhs) == 0`, limits by `limit`/`series`), "exact-rational" (exact
