@@ -31,7 +31,7 @@ def quiet_libraries() -> None:
 
     if cpu_only():  # else DeepSpeed's import warns that it picked the CPU
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    transformers.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_warning()  # error would also set disable_tqdm
     transformers.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
