@@ -183,8 +183,7 @@ CASES = {
 CANNOT_HAPPEN_HERE = {
     "tracker not installed": importlib.util.find_spec("wandb") is not None,
     "fp16 without a GPU": torch.cuda.is_available(),
-    "vLLM cannot run here": importlib.util.find_spec("vllm") is not None
-    and torch.cuda.is_available(),
+    "vLLM cannot run here": importlib.util.find_spec("vllm") is not None,
 }
 
 

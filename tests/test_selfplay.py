@@ -363,3 +363,19 @@ def test_console_of_a_two_iteration_run_is_for_people(workspace, tmp_path):
     for header in ("── data", "── iteration 0 · generate", "── iteration 1 · train"):
         assert header in text
     assert "3 steps on 24 rows, mean loss" in text and "5 of 5 stages done" in text
+
+
+def test_readme_tiny_model_example_runs(tmp_path):
+    """The README's "Try the loop on a tiny local model" commands, as a reader pastes them."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Try the loop on a tiny local model", 1)[1]
+    script = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, timeout=600
+    )
+    output = (result.stdout + result.stderr).decode()
+    assert result.returncode == 0, output[-3000:]
+    assert "5 of 5 stages done" in output and RunDir(tmp_path / "tiny" / "run").stage_done(
+        "train", 1
+    )
