@@ -256,6 +256,17 @@ def main(argv: list[str] | None = None) -> int:
                 message = locate(message, args.config, args.overrides)
             print(f"iris {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Under a launcher, leave the process group before exit (its threads end cleanly)."""
+    if "torch" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ def main() -> None:
         torch.save(
             {"update": update, "rows": rows, "world": trainer.accelerator.num_processes}, out_file
         )
+    if torch.distributed.is_initialized():  # leave the group before exit: its threads end cleanly
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
