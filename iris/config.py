@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, with_config
 
 from iris.schema import DataConfig, GenerationConfig, ModelConfig, SelfPlayConfig
 
@@ -123,6 +123,8 @@ def _fields_at(cls: Any, loc: Sequence[Any]) -> list[str]:
         if isinstance(part, int) or not _is_model(cls) or part not in cls.model_fields:
             return []
         cls = cls.model_fields[part].annotation
+    if dataclasses.is_dataclass(cls):
+        return [f.name for f in dataclasses.fields(cls) if f.init]
     return list(cls.model_fields) if _is_model(cls) else []
 
 
@@ -167,37 +169,16 @@ def _is_model(tp: Any) -> bool:
 def from_dict(
     cls: type[T], data: Mapping[str, Any] | None, *, source: str = "<dict>", _prefix: str = ""
 ) -> T:
-    """Build ``cls`` (a pydantic model, or a plain dataclass) from a nested mapping.
-
-    Unknown keys, missing required keys, wrong types and failed checks raise
-    :class:`ConfigError` naming the dotted key (after ``_prefix``) and ``source``.
-    """
-    prefix = tuple(p for p in _prefix.rstrip(".").split(".") if p)
-    if _is_model(cls):
-        try:
-            return cls.model_validate(dict(data or {}))  # type: ignore[attr-defined,return-value]
-        except ValidationError as err:
-            raise _explain(err, cls, source, prefix) from None
-    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-        raise TypeError(f"{cls!r} is neither a pydantic model nor a dataclass")
-    hints = typing.get_type_hints(cls)
-    fields = [f.name for f in dataclasses.fields(cls) if f.init]
-    kwargs = {}
-    for key, value in dict(data or {}).items():
-        if key not in fields:
-            raise ConfigError(
-                f"{source}: unknown key {_dotted((*prefix, key))!r}." + suggest(str(key), fields)
-            )
-        try:
-            kwargs[key] = TypeAdapter(hints[key]).validate_python(value)
-        except ValidationError as err:
-            raise _explain(err, None, source, (*prefix, key)) from None
+    """Build ``cls`` (a pydantic model, or a plain dataclass: lax types, unknown keys
+    refused) from a nested mapping. Unknown keys, missing required keys, wrong types and
+    failed checks raise :class:`ConfigError` naming the dotted key (after ``_prefix``)."""
+    if not _is_model(cls):
+        cls = with_config(ConfigDict(extra="forbid"))(cls)
     try:
-        return cls(**kwargs)
-    except TypeError as err:  # a missing required field
-        raise ConfigError(f"{source}: {_dotted(prefix) or cls.__name__}: {err}") from None
-    except ValueError as err:
-        raise ConfigError(f"{source}: invalid {_dotted(prefix) or cls.__name__}: {err}") from None
+        return TypeAdapter(cls).validate_python(dict(data or {}))
+    except ValidationError as err:
+        prefix = tuple(p for p in _prefix.rstrip(".").split(".") if p)
+        raise _explain(err, cls, source, prefix) from None
 
 
 def to_dict(config: BaseModel) -> dict[str, Any]:
@@ -338,10 +319,8 @@ def load_config(
         if not isinstance(data, Mapping):
             raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
         lines = _key_lines(text)
-    if isinstance(overrides, Mapping):
-        pairs = [(str(k), str(v)) for k, v in overrides.items()]
-    else:
-        pairs = parse_overrides([str(o) for o in overrides])
+    mapping = isinstance(overrides, Mapping)
+    pairs = [(k, str(v)) for k, v in overrides.items()] if mapping else parse_overrides(overrides)
     data = apply_overrides(cls, data, pairs)
     try:
         return cls.model_validate(data)  # type: ignore[attr-defined,return-value]
@@ -364,9 +343,8 @@ def locate(message: str, path: str | os.PathLike | None, overrides: Sequence[str
 
 
 def check_scalar_fields(cls: type, values: Mapping[str, Any], prefix: str) -> None:
-    """Check ``values`` against the scalar (bool/int/float/str, optional) fields of a
-    dataclass such as a trainer config, strictly (``training.beta: expected a number,
-    got 'two'``); other fields are left to the class itself."""
+    """Check ``values`` strictly against the scalar (bool/int/float/str, optional) fields of a
+    dataclass such as a trainer config; other fields are left to the class itself."""
     hints = typing.get_type_hints(cls)
     scalars = (bool, int, float, str, type(None))
     for key, value in values.items():
@@ -413,7 +391,7 @@ def non_result_keys(config_or_cls: Any) -> list[str]:
     """Dotted keys declared as not affecting results (for :func:`iris.runs.config_diff`):
     fields marked ``affects_results: False`` and the class attribute ``NON_RESULT_KEYS``."""
     cls = config_or_cls if isinstance(config_or_cls, type) else type(config_or_cls)
-    keys = [f"{k}" for k in getattr(cls, "NON_RESULT_KEYS", ())]
+    keys = list(getattr(cls, "NON_RESULT_KEYS", ()))
     for name, field in cls.model_fields.items():
         if (field.json_schema_extra or {}).get("affects_results") is False:
             keys.append(name)
