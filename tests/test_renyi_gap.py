@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from iris.testbed.renyi import renyi_gap, renyi_gap_per_prompt, tilted_mean
+import iris.scoring
+from iris.testbed.evaluator import exact_metrics, renyi_gap_key
+from iris.testbed.renyi import REPORTED_ALPHAS, renyi_gap, renyi_gap_per_prompt, tilted_mean
 from iris.testbed.task import TargetSpec
 
 SPEC = TargetSpec(num_prompts=2, num_symbols=3, max_length=3, seed=1)
@@ -117,3 +119,20 @@ def test_tilted_mean_is_continuous_and_handles_infinities():
     assert tilted_mean(np.array([1.0, math.inf]), np.array([0.5, 0.5]), 1.0) == math.inf
     with pytest.raises(ValueError):
         renyi_gap_per_prompt(np.zeros((1, 1)), np.zeros((1, 1)), -0.5)
+
+
+def test_the_testbed_evaluator_reports_the_exact_gaps(monkeypatch):
+    target = SPEC.build()
+    data = target.support_log_probs()
+    _, model = _tiny_target_and_model()
+    monkeypatch.setattr(iris.scoring, "encoded_log_probs", lambda m, encoded: model.ravel())
+    metrics = exact_metrics(target, None, None)
+    for alpha in REPORTED_ALPHAS:
+        assert metrics[renyi_gap_key(alpha)] == renyi_gap(data, model, alpha)
+    assert [renyi_gap_key(a) for a in REPORTED_ALPHAS] == [
+        "renyi_gap/alpha=0.5",
+        "renyi_gap/alpha=1",
+        "renyi_gap/alpha=2",
+    ]
+    # At α = 1 the joint gap is the (prompt-averaged) forward KL.
+    assert metrics["renyi_gap/alpha=1"] == pytest.approx(metrics["forward_kl"], rel=1e-13)

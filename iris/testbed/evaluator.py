@@ -11,7 +11,11 @@ and the closing end-of-turn token. With the support Y (every symbol sequence of 
 - reverse KL on valid samples ``KL(q ‖ p_data)``, q = p_θ restricted to Y, renormalised;
 - total variation ``½ (Σ_{y∈Y} |p_data − p_θ| + invalid rate)``;
 - ``real_loglik`` = ``E_{p_data} log p_θ(y)`` (= −(H(p_data) + forward KL)): the
-  log-likelihood of annotated responses, whose fall is likelihood displacement.
+  log-likelihood of annotated responses, whose fall is likelihood displacement;
+- ``renyi_gap/alpha=a`` for a in :data:`~iris.testbed.renyi.REPORTED_ALPHAS`: the exact gap
+  ``R_a(p_data ‖ p_θ) = D_a/a`` of the joint (prompt, response) laws, the quantity the
+  IRIS objective's ``−L_a`` estimates (:mod:`iris.testbed.renyi`; ``alpha=1`` equals the
+  forward KL).
 
 When the support is too large to enumerate (``max_support`` sequences per prompt), the
 forward KL is estimated from ``samples`` draws of p_data (the same draws for every
@@ -29,6 +33,7 @@ import numpy as np
 
 from iris.evaluation.base import register_evaluator, runs_at
 from iris.runs import atomic_write_json
+from iris.testbed.renyi import REPORTED_ALPHAS, renyi_gap
 from iris.testbed.task import TargetSpec, response_text
 
 SUMMARY_NAME = "testbed"
@@ -86,7 +91,14 @@ def exact_metrics(target, model, encoded_support) -> dict[str, float]:
     }
     metrics = {name: float(values.mean()) for name, values in per_prompt.items()}
     metrics.update(forward_kl_se=0.0, reverse_kl_se=0.0)
+    for alpha in REPORTED_ALPHAS:  # prompts uniform, as above and as the data draws them
+        metrics[renyi_gap_key(alpha)] = renyi_gap(data_log_probs, model_log_probs, alpha)
     return metrics
+
+
+def renyi_gap_key(alpha: float) -> str:
+    """The metric name of the exact gap at order α: ``renyi_gap/alpha=0.5``."""
+    return f"renyi_gap/alpha={float(alpha):g}"
 
 
 def exact_support_pairs(target) -> tuple[list[int], list[tuple[int, ...]]]:
@@ -114,6 +126,7 @@ def sampled_metrics(target, model, tokenizer, *, samples: int, seed: int) -> dic
         "reverse_kl_se": nan,
         "invalid_rate": nan,
         "total_variation": nan,
+        **{renyi_gap_key(alpha): nan for alpha in REPORTED_ALPHAS},
     }
 
 
