@@ -121,6 +121,22 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    """Testbed studies of the paper's claims (alpha-gap: the best α per distance to the target)."""
+    from iris.testbed.study import StudySettings, run_alpha_gap
+
+    settings = StudySettings.quick() if args.quick else StudySettings()
+    results = run_alpha_gap(args.output_dir, settings, workers=args.workers)
+    print()
+    print(results["table"])
+    out = args.output_dir
+    print(f"\n{out}/results.md\n{out}/results.json\n{out}/<gap>/runs/")
+    for path in results["figures"]:
+        print(path)
+    print(f"({results['seconds']:.0f} s)")
+    return 0
+
+
 def _plan(args: argparse.Namespace) -> int:
     """Plan a run offline: parameters, memory per GPU, tokens and steps per iteration, fit."""
     from iris.plan import PlanError, format_plan, plan, plan_to_json
@@ -169,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="CI-sized: 128 samples, 2 iterations")
     demo.add_argument("--workers", type=int, default=2, help="parallel worker processes")
     demo.set_defaults(run=_demo)
+
+    study = commands.add_parser("study", help=_study.__doc__)
+    study.add_argument("name", choices=["alpha-gap"], help="which study")
+    study.add_argument("--output-dir", required=True, help="where runs and results go")
+    study.add_argument(
+        "--quick", action="store_true", help="CI-sized: 64 samples, 2 iterations, 2 seeds"
+    )
+    study.add_argument("--workers", type=int, default=2, help="parallel worker processes")
+    study.set_defaults(run=_study)
 
     selfplay = commands.add_parser("selfplay", help=_selfplay.__doc__)
     _add_selfplay_arguments(selfplay, stage=None)
@@ -240,7 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     from iris.runs import ConfigMismatchError
 
     debug = args.debug or os.environ.get("IRIS_DEBUG", "") not in ("", "0")
-    if not debug and args.command in ("selfplay", "generate", "train", "evaluate", "demo", "eval"):
+    if not debug and args.command in (
+        "selfplay",
+        "generate",
+        "train",
+        "evaluate",
+        "demo",
+        "eval",
+        "study",
+    ):
         from iris.console import quiet_libraries
 
         quiet_libraries()

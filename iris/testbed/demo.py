@@ -119,11 +119,18 @@ def _shared_training(settings: DemoSettings) -> dict[str, Any]:
 
 
 def run_config(
-    settings: DemoSettings, method: str, seed: int, *, start: Path, data: Path, out: Path
+    settings: DemoSettings,
+    method: str,
+    seed: int,
+    *,
+    start: Path,
+    data: Path,
+    out: Path,
+    methods: Mapping[str, Mapping[str, Any]] = METHODS,
 ) -> dict:
-    """The SelfPlayConfig mapping of one (method, seed) run."""
-    training = {**_shared_training(settings), **METHODS[method]}
-    if METHODS[method]["loss"] not in _NO_BETA:
+    """The SelfPlayConfig mapping of one (method, seed) run (``methods``: name → settings)."""
+    training = {**_shared_training(settings), **methods[method]}
+    if methods[method]["loss"] not in _NO_BETA:
         training["beta"] = settings.beta
     per_iteration = {
         key: [value(t) for t in range(settings.iterations)]
@@ -180,6 +187,19 @@ def _run_one(config: dict[str, Any]) -> str:
     return cfg.output_dir
 
 
+def run_jobs(jobs: Sequence[dict[str, Any]], *, workers: int, desc: str) -> None:
+    """Every run config through :func:`_run_one` in worker processes, with a progress bar (ETA)."""
+    from tqdm.auto import tqdm
+
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        futures = {pool.submit(_run_one, job): job for job in jobs}
+        with tqdm(total=len(jobs), desc=desc, unit="run") as bar:
+            for future in as_completed(futures):
+                path = Path(future.result())  # its console went to <run dir>.log
+                bar.set_postfix_str(f"{path.parent.name}/{path.name}")
+                bar.update()
+
+
 def warm_start(settings: DemoSettings, out: Path) -> tuple[Path, Path, dict[str, float]]:
     """Data, initial model and the SFT warm start (skipped when already there)."""
     from iris.testbed.evaluator import TestbedEvaluator
@@ -226,18 +246,24 @@ def warm_start(settings: DemoSettings, out: Path) -> tuple[Path, Path, dict[str,
     return data, start, read_json(metrics_path)
 
 
-def collect(runs_root: Path, settings: DemoSettings) -> dict[str, Any]:
+def collect(
+    runs_root: Path,
+    settings: DemoSettings,
+    *,
+    metrics: Sequence[str] = METRICS,
+    seeds: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """Per (method, seed, iteration) testbed metrics and the last logged α / ESS of each iteration."""
     runs: dict[str, dict[int, list[dict[str, float]]]] = {}
     for method in settings.methods:
         per_seed: dict[int, list[dict[str, float]]] = {}
-        for seed in range(settings.seeds):
+        for seed in range(settings.seeds) if seeds is None else seeds:
             run = RunDir(runs_root / method / f"seed{seed}", main_process=False)  # read only
             rows = []
             for t in range(settings.iterations):
                 summary = run.eval_dir(t) / f"{SUMMARY_NAME}.summary.json"
                 flat = read_json(summary)["flat"] if summary.is_file() else {}
-                row = {m: float(flat.get(f"testbed/{m}", math.nan)) for m in METRICS}
+                row = {m: float(flat.get(f"testbed/{m}", math.nan)) for m in metrics}
                 row.update(_training_diagnostics(run.metrics_path(t)))
                 rows.append(row)
             per_seed[seed] = rows
@@ -342,16 +368,8 @@ def run_demo(
         for seed in range(settings.seeds)
         for method in settings.methods
     ]
-    from tqdm.auto import tqdm
-
     log(f"[demo] {len(jobs)} runs × {settings.iterations} iterations on {workers} worker(s)")
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
-        futures = {pool.submit(_run_one, job): job for job in jobs}
-        with tqdm(total=len(jobs), desc="[demo] runs", unit="run") as bar:
-            for future in as_completed(futures):
-                path = Path(future.result())  # its console went to <run dir>.log
-                bar.set_postfix_str(f"{path.parent.name}/{path.name}")
-                bar.update()
+    run_jobs(jobs, workers=workers, desc="[demo] runs")
 
     runs = collect(out / "runs", settings)
     results = {"settings": settings.to_dict(), "warm_start": start_scores, "runs": runs}
