@@ -74,11 +74,10 @@ def _config(args: argparse.Namespace) -> int:
             help_text = " ".join(field.metadata.get("help", "").split())
             rows[f"training.{field.name}"] = (str(field.type), help_text)
     for key, value in values.items():
-        line = f"{key}: {json.dumps(value)}"
-        if args.verbose and (key in rows or ".".join(key.split(".")[:2]) in rows):
-            kind, text = rows.get(key) or rows[".".join(key.split(".")[:2])]
-            line += f"  # {kind}: {text}"
-        print(line)
+        # a key inside a free-form mapping (training.alpha_schedule.name) takes its field's help
+        row = rows.get(key) or rows.get(".".join(key.split(".")[:2]))
+        comment = f"  # {row[0]}: {row[1]}" if args.verbose and row else ""
+        print(f"{key}: {json.dumps(value)}{comment}")
     return 0
 
 
@@ -104,6 +103,14 @@ def _add_selfplay_arguments(parser: argparse.ArgumentParser, *, stage: str | Non
     )
 
 
+def _print_results(results: dict, out: str, runs: str, last: str = "") -> None:
+    """The table of a testbed demo or study, then where its files are."""
+    print(f"\n{results['table']}\n\n{out}/results.md\n{out}/results.json\n{out}/{runs}")
+    for path in results["figures"]:
+        print(path)
+    print(f"{last}({results['seconds']:.0f} s)")
+
+
 def _demo(args: argparse.Namespace) -> int:
     """Every method on the known-target testbed from one warm start; prints the table."""
     from iris.testbed.demo import DemoSettings, run_demo
@@ -111,13 +118,7 @@ def _demo(args: argparse.Namespace) -> int:
     changes = {} if args.seeds is None else {"seeds": args.seeds}
     settings = DemoSettings.quick(**changes) if args.quick else DemoSettings(**changes)
     results = run_demo(args.output_dir, settings, workers=args.workers)
-    print()
-    print(results["table"])
-    out = args.output_dir
-    print(f"\n{out}/results.md\n{out}/results.json\n{out}/runs/")
-    for path in results["figures"]:
-        print(path)
-    print(f"{out}/figures/INDEX.md  ({results['seconds']:.0f} s)")
+    _print_results(results, args.output_dir, "runs/", f"{args.output_dir}/figures/INDEX.md  ")
     return 0
 
 
@@ -127,13 +128,7 @@ def _study(args: argparse.Namespace) -> int:
 
     settings = StudySettings.quick() if args.quick else StudySettings()
     results = run_alpha_gap(args.output_dir, settings, workers=args.workers)
-    print()
-    print(results["table"])
-    out = args.output_dir
-    print(f"\n{out}/results.md\n{out}/results.json\n{out}/<gap>/runs/")
-    for path in results["figures"]:
-        print(path)
-    print(f"({results['seconds']:.0f} s)")
+    _print_results(results, args.output_dir, "<gap>/runs/")
     return 0
 
 

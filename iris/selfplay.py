@@ -230,14 +230,15 @@ def _given_table(config: SelfPlayConfig, iteration: int, records) -> dict[str, d
     return table
 
 
-def _stage_given(config: SelfPlayConfig, run: RunDir, state, iteration: int, records) -> None:
+def _stage_given(
+    config: SelfPlayConfig, run: RunDir, state, iteration: int, records, table
+) -> None:
     """The generate stage of an iteration whose synthetic responses are given: copy them."""
     if _stage_done(run, state, "generate", iteration):
         return
     output = run.generated_path(iteration)
     with console.stage(run, "generate", iteration, show=state.is_main_process) as info:
         if state.is_main_process:
-            table = _given_table(config, iteration, records)
             atomic_write_jsonl(output, [table[r["id"]] for r in records])
             info.update(rows=len(records), given=_given(config, iteration)["source"])
         state.wait_for_everyone()
@@ -645,9 +646,11 @@ def run_selfplay(
     if skip.allows(run, "data", None):
         _stage_data(config, run, state)
     records = read_records(run.data_dir / TRAIN_RECORDS)
-    for t in range(config.iterations):  # before any generation or training
-        if _given(config, t) and not run.stage_done("generate", t):
-            _given_table(config, t, records)
+    given = {  # read and checked once, before any generation or training
+        t: _given_table(config, t, records)
+        for t in range(config.iterations)
+        if _given(config, t) and not run.stage_done("generate", t)
+    }
     tokenizer = _load_tokenizer(config)
     prompts = format_prompts(tokenizer, [r["prompt"] for r in records])
     items = [{"id": r["id"], "prompt": p} for r, p in zip(records, prompts, strict=True)]
@@ -673,8 +676,8 @@ def run_selfplay(
     else:
         last = config.iterations - 1 if skip.iteration is None else skip.iteration
     for t in range(last + 1):
-        if not _is_supervised(config) and skip.allows(run, "generate", t) and _given(config, t):
-            _stage_given(config, run, state, t, records)
+        if not _is_supervised(config) and skip.allows(run, "generate", t) and t in given:
+            _stage_given(config, run, state, t, records, given[t])
         elif not _is_supervised(config) and skip.allows(run, "generate", t):
             _generate(
                 config,

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from iris.runs import atomic_write_json, atomic_write_text, read_json
+from iris.runs import atomic_write_json, atomic_write_text, read_json, to_json
 from iris.testbed.demo import (
     METHODS,
     METRICS,
@@ -258,11 +258,20 @@ def heatmap(results: Mapping[str, Any], path: Path) -> Path:
         "Improvement Δ in exact forward KL after T iterations (mean over seeds)\n"
         "colour and (…): Δ minus the row's best; red box: the best α chosen for the table"
     )
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    """Write ``fig`` as PNG with analysis.plotting's byte-stable metadata; close it."""
+    import matplotlib.pyplot as plt
+
+    from analysis.plotting import save_figure
+
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    fig.set_dpi(130)
+    (saved,) = save_figure(fig, path.parent, path.stem, formats=("png",))
     plt.close(fig)
-    return path
+    return saved
 
 
 def learning_curves(results: Mapping[str, Any], settings: StudySettings, path: Path) -> Path:
@@ -306,15 +315,11 @@ def learning_curves(results: Mapping[str, Any], settings: StudySettings, path: P
         f"Exact forward KL per self-play iteration, mean over {len(seeds)} seed(s) "
         "(spread over seeds: results.md)"
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _to_jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=float))
+    return json.loads(to_json(value))  # numpy scalars as numbers, as the manifest writes them
 
 
 def run_alpha_gap(
