@@ -268,8 +268,8 @@ def _save(fig, path: Path) -> Path:
     from analysis.plotting import save_figure
 
     fig.tight_layout()
-    fig.set_dpi(130)
-    (saved,) = save_figure(fig, path.parent, path.stem, formats=("png",))
+    with plt.rc_context({"savefig.dpi": 130}):
+        (saved,) = save_figure(fig, path.parent, path.stem, formats=("png",))
     plt.close(fig)
     return saved
 
