@@ -22,20 +22,6 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import yaml
 
-__all__ = [
-    "BackendUnavailableError",
-    "EvalSettings",
-    "EvaluationError",
-    "Evaluator",
-    "MissingDatasetError",
-    "MissingTokenizerError",
-    "UnknownTaskError",
-    "evaluator_kinds",
-    "make_evaluator",
-    "register_evaluator",
-    "runs_at",
-]
-
 
 class EvaluationError(RuntimeError):
     """An evaluation that cannot run; the message says what is missing and how to fix it."""
@@ -123,12 +109,9 @@ class EvalSettings:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if isinstance(self.batch_size, str) and not re.fullmatch(r"auto(:\d+)?", self.batch_size):
-            raise ValueError(
-                f"batch_size must be an integer or 'auto[:N]', got {self.batch_size!r}"
-            )
-        if isinstance(self.batch_size, int) and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        size = self.batch_size
+        if not (size >= 1 if isinstance(size, int) else re.fullmatch(r"auto(:\d+)?", size)):
+            raise ValueError(f"batch_size must be an integer >= 1 or 'auto[:N]', got {size!r}")
         if self.limit is not None and not self.limit > 0:
             raise ValueError(f"limit must be positive, got {self.limit}")
         if self.bootstrap_iters < 0:
@@ -243,5 +226,4 @@ def make_evaluator(config: Mapping[str, Any]) -> Evaluator:
         raise ConfigError(
             f"evaluation.kind: unknown evaluator kind {kind!r}; known kinds: {evaluator_kinds()}"
         )
-    settings = {key: value for key, value in config.items() if key != "kind"}
-    return _REGISTRY[kind][1](settings)
+    return _REGISTRY[kind][1]({key: value for key, value in config.items() if key != "kind"})

@@ -25,8 +25,9 @@ from typing import Any
 
 from iris.config import ConfigError
 from iris.evaluation.base import EvalSettings, EvaluationError
-
-__all__ = ["add_eval_arguments", "run_eval"]
+from iris.evaluation.harness import evaluate_suite, is_complete
+from iris.evaluation.hub_cache import prefetch
+from iris.evaluation.suite import format_summary
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, settings: type = EvalSettings) -> None:
@@ -74,39 +75,26 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``iris eval`` for parsed ``args``; returns the exit status (see the module docstring)."""
     try:
-        return _run(args)
+        if args.prefetch:
+            return 0 if prefetch(args.suite, model=args.model, revision=args.revision) == 0 else 1
+        required = {"--model": args.model, "--output-dir": args.output_dir}
+        if missing := [flag for flag, value in required.items() if not value]:
+            raise ConfigError(f"{' and '.join(missing)} required (or --prefetch)")
+        try:
+            settings = EvalSettings.of(args)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+        result = evaluate_suite(
+            args.suite,
+            args.model,
+            output_dir=args.output_dir,
+            settings=settings,
+            name=args.name,
+            extra_provenance={"command": sys.argv},
+        )
     except (EvaluationError, ConfigError) as err:
         print(f"iris eval: error: {err}", file=sys.stderr)
         return 2
-
-
-def _run(args: argparse.Namespace) -> int:
-    from iris.evaluation.harness import evaluate_suite, is_complete
-    from iris.evaluation.hub_cache import prefetch
-    from iris.evaluation.suite import format_summary
-
-    if args.prefetch:
-        failures = prefetch(args.suite, model=args.model, revision=args.revision)
-        return 0 if failures == 0 else 1
-    missing = [
-        flag
-        for flag in ("--model", "--output-dir")
-        if not getattr(args, flag[2:].replace("-", "_"))
-    ]
-    if missing:
-        raise ConfigError(f"{' and '.join(missing)} required (or --prefetch)")
-    try:
-        settings = EvalSettings.of(args)
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
-    result = evaluate_suite(
-        args.suite,
-        args.model,
-        output_dir=args.output_dir,
-        settings=settings,
-        name=args.name,
-        extra_provenance={"command": sys.argv},
-    )
     if result is None:  # a non-main process of a multi-process launch: rank 0 reports
         return 0
     print(format_summary(result.summary))

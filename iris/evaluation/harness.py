@@ -466,39 +466,28 @@ def build_lm(model: str | Path | Any, settings: EvalSettings, *, tokenizer: Any 
     """lm-eval's model wrapper: from a directory / hub id, or around an in-memory model.
 
     An in-memory ``PreTrainedModel`` is wrapped by ``HFLM`` as it is (its device and dtype
-    are kept); the tokenizer is copied, since lm-eval may set its padding token.
+    are kept); the tokenizer is copied, since lm-eval may set its padding token. The
+    backend and tokenizer checks are the caller's (:func:`evaluate_suite` runs them first).
     """
-    _require_lm_eval()
-    in_memory = not isinstance(model, str | Path)
-    check_backend(settings.backend, in_memory=in_memory)
-    if in_memory:
+    if not isinstance(model, str | Path):
         from lm_eval.models.huggingface import HFLM
 
         if tokenizer is None:
             raise MissingTokenizerError("an in-memory model needs its tokenizer (tokenizer=...)")
-        tokenizer = copy.deepcopy(tokenizer)
-        return HFLM(
-            pretrained=model,
-            tokenizer=tokenizer,
-            batch_size=settings.batch_size,
-            **settings.model_args,
-        )
+        copied = copy.deepcopy(tokenizer)
+        return HFLM(model, tokenizer=copied, batch_size=settings.batch_size, **settings.model_args)
     import lm_eval.api.registry
 
-    if settings.tokenizer is None and tokenizer is None:
-        check_tokenizer(model)
-    args: dict[str, Any] = {"pretrained": str(model), "dtype": settings.dtype}
-    if settings.revision is not None:
-        args["revision"] = settings.revision
-    if tokenizer is not None or settings.tokenizer is not None:
-        args["tokenizer"] = tokenizer if tokenizer is not None else settings.tokenizer
-    extra = {"batch_size": settings.batch_size, "device": settings.device}
-    if settings.backend == "hf" and settings.device is None:
+    tokenizer = tokenizer if tokenizer is not None else settings.tokenizer
+    given = {"revision": settings.revision, "tokenizer": tokenizer}
+    args = {"pretrained": str(model), "dtype": settings.dtype}
+    args |= {key: value for key, value in given.items() if value is not None}
+    device = settings.device
+    if device is None and settings.backend == "hf":
         import torch
 
-        extra["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-    elif settings.device is None:
-        del extra["device"]
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    extra = {"batch_size": settings.batch_size} | ({"device": device} if device else {})
     model_class = lm_eval.api.registry.get_model(settings.backend)
     return model_class.create_from_arg_obj({**args, **settings.model_args}, extra)
 
@@ -534,21 +523,6 @@ def model_provenance(
     return info
 
 
-def _write_lm_eval_layout(
-    tracker: Any, output_dir: Path, results: dict[str, Any], samples: Any, **experiment: Any
-) -> list[Path]:
-    """lm-eval's own files through its ``EvaluationTracker``: the results, then the samples."""
-    tracker.general_config_tracker.log_experiment_args(**experiment)
-    tracker.save_results_aggregated(results=dict(results), samples=samples)
-    folder = output_dir / tracker.general_config_tracker.model_name_sanitized
-    path = folder / f"results_{getattr(tracker, 'date_id', '')}.json"
-    if not path.is_file():  # the tracker logs its failure and goes on
-        raise EvaluationError(f"lm-eval's EvaluationTracker wrote no results file in {folder}")
-    for task, rows in (samples or {}).items():  # rewrites the rows: after iris's own copy
-        tracker.save_results_samples(task_name=task, samples=rows)
-    return [path, *sorted(folder.glob(f"samples_*_{tracker.date_id}.jsonl"))]
-
-
 def evaluate_suite(
     suite: str | Path | Suite,
     model: str | Path | Any,
@@ -581,13 +555,12 @@ def evaluate_suite(
     import torch
     from lm_eval.loggers import EvaluationTracker
 
-    output_dir = Path(output_dir)
-    name = re.sub(r"[^A-Za-z0-9._+-]", "_", name or suite.name)
+    output_dir, name = Path(output_dir), _file_name(name or suite.name)
     started, start = runs.utc_now(), time.perf_counter()
     tracker = EvaluationTracker(output_path=str(output_dir))  # starts lm-eval's clock
     tm = suite_task_manager(suite)
     task_objects = load_suite_tasks(suite, tm)
-    was_training = bool(getattr(model, "training", False)) if in_memory else False
+    was_training = in_memory and bool(getattr(model, "training", False))
     try:
         try:
             lm = build_lm(model, settings, tokenizer=tokenizer)  # HFLM switches to eval mode
@@ -623,12 +596,10 @@ def evaluate_suite(
     if results is None:  # a non-main process of a distributed lm-eval run: rank 0 writes
         return None
 
-    samples = results.pop("samples", None)
+    samples = results.pop("samples", None) or {}
     samples_dir = output_dir / f"{name}.samples" if samples else None
-    for task, rows in (samples or {}).items():
-        with runs.atomic_output(
-            samples_dir / f"{re.sub(r'[^A-Za-z0-9._+-]', '_', task)}.jsonl"
-        ) as out:
+    for task, rows in samples.items():
+        with runs.atomic_output(samples_dir / f"{_file_name(task)}.jsonl") as out:
             out.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
     chat_template = None
     if settings.apply_chat_template:
@@ -642,18 +613,23 @@ def evaluate_suite(
     if in_memory:  # the name lm-eval would record for the saved model, its directory
         config = getattr(model, "config", None)
         model_name = str(model_dir or getattr(config, "_name_or_path", "") or type(model).__name__)
-    lm_eval_files = _write_lm_eval_layout(
-        tracker,
-        output_dir,
-        results,
-        samples,
+    # lm-eval's own files through its EvaluationTracker: the results, then the samples
+    tracker.general_config_tracker.log_experiment_args(
         model_source=settings.backend,
         model_args={"pretrained": model_name, **settings.model_args},
         system_instruction=settings.system_instruction,
         chat_template=chat_template,
         fewshot_as_multiturn=settings.fewshot_as_multiturn,
     )
-    lm_eval_text = lm_eval_files[0].read_text(encoding="utf-8")
+    tracker.save_results_aggregated(results=dict(results), samples=samples)
+    folder = output_dir / tracker.general_config_tracker.model_name_sanitized
+    lm_eval_path = folder / f"results_{getattr(tracker, 'date_id', '')}.json"
+    if not lm_eval_path.is_file():  # the tracker logs its failure and goes on
+        raise EvaluationError(f"lm-eval's EvaluationTracker wrote no results file in {folder}")
+    for task, rows in samples.items():  # rewrites the rows: after iris's own copy
+        tracker.save_results_samples(task_name=task, samples=rows)
+    lm_eval_files = [lm_eval_path, *sorted(folder.glob(f"samples_*_{tracker.date_id}.jsonl"))]
+    lm_eval_text = lm_eval_path.read_text(encoding="utf-8")
     results_path = runs.atomic_write_text(output_dir / f"{name}.lm_eval.json", lm_eval_text)
 
     summary = summarize(results, suite)
@@ -707,7 +683,12 @@ def evaluate_suite(
         (output_dir / stale).unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # the model's folder, once empty
             (output_dir / stale).parent.rmdir()
-    return EvalResult(summary, results_path, summary_path, samples_dir, lm_eval_files[0])
+    return EvalResult(summary, results_path, summary_path, samples_dir, lm_eval_path)
+
+
+def _file_name(text: str) -> str:
+    """``text`` with every character outside ``[A-Za-z0-9._+-]`` replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", text)
 
 
 def is_complete(summary: Mapping[str, Any]) -> bool:

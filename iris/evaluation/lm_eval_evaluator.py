@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from iris.config import ConfigError, from_dict
+from iris.config import from_dict
 from iris.evaluation.base import (
     EvalSettings,
     MissingTokenizerError,
@@ -32,8 +32,6 @@ from iris.evaluation.base import (
 )
 from iris.evaluation.harness import check_backend, check_tokenizer, evaluate_suite
 from iris.evaluation.suite import Suite, resolve_suite
-
-__all__ = ["LmEvalEvaluator"]
 
 
 @register_evaluator("lm_eval")
@@ -59,13 +57,9 @@ class LmEvalEvaluator(EvalSettings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LmEvalEvaluator:
-        """Build from the ``evaluation`` mapping (without ``kind``); unknown keys fail loudly."""
-        try:
-            return from_dict(cls, config, source="evaluation config")
-        except ConfigError:
-            raise
-        except ValueError as err:
-            raise ConfigError(f"evaluation config: {err}") from err
+        """Build from the ``evaluation`` mapping (without ``kind``); unknown keys and bad values
+        raise :class:`~iris.config.ConfigError`."""
+        return from_dict(cls, config, source="evaluation config")
 
     @property
     def settings(self) -> EvalSettings:

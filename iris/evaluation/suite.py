@@ -30,25 +30,16 @@ enters.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from iris.config import ConfigError, from_dict, load_yaml
 from iris.evaluation.base import setting
-
-__all__ = [
-    "BUILTIN_SUITES_DIR",
-    "Suite",
-    "TaskSpec",
-    "builtin_suites",
-    "load_suite",
-    "resolve_suite",
-    "summarize",
-]
+from iris.runs import sha256_file
 
 BUILTIN_SUITES_DIR = Path(__file__).parent / "suites"
 NO_FILTER = "none"
@@ -90,13 +81,7 @@ class TaskSpec:
     @property
     def metrics(self) -> tuple[str, ...] | None:
         """The component metric names (None: resolved from the results)."""
-        if self.metric is None:
-            return None
-        return (self.metric,) if isinstance(self.metric, str) else tuple(self.metric)
-
-    @property
-    def display(self) -> str:
-        return self.label or self.task
+        return (self.metric,) if isinstance(self.metric, str) else self.metric
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,11 +100,9 @@ class Suite:
     def __post_init__(self) -> None:
         if not self.tasks:
             raise ValueError(f"suite {self.name!r} has no tasks")
-        seen: set[str] = set()
-        for spec in self.tasks:
-            if spec.task in seen:
-                raise ValueError(f"suite {self.name!r} lists task {spec.task!r} twice")
-            seen.add(spec.task)
+        twice = [task for task, count in Counter(self.task_names).items() if count > 1]
+        if twice:
+            raise ValueError(f"suite {self.name!r} lists task {twice[0]!r} twice")
         if self.average != "mean":
             raise ValueError(f"suite {self.name!r}: average must be 'mean', got {self.average!r}")
 
@@ -142,9 +125,7 @@ class Suite:
         return f"iris eval --prefetch --suite {self.cli_argument}"
 
     def file_sha256(self) -> str | None:
-        if self.source and Path(self.source).is_file():
-            return hashlib.sha256(Path(self.source).read_bytes()).hexdigest()
-        return None
+        return sha256_file(self.source) if self.source and Path(self.source).is_file() else None
 
 
 @dataclasses.dataclass
@@ -176,10 +157,7 @@ def suite_from_mapping(
     raw = from_dict(_SuiteFile, data, source=source)
     specs = []
     for index, entry in enumerate(raw.tasks):
-        if isinstance(entry, str):
-            entry = {"task": entry}
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{source}: tasks[{index}] must be a mapping or a task name")
+        entry = {"task": entry} if isinstance(entry, str) else entry
         specs.append(from_dict(TaskSpec, entry, source=source, _prefix=f"tasks[{index}]."))
     base = base_dir if base_dir is not None else Path.cwd()
     include = tuple(str((base / p).resolve()) for p in raw.include_path)
@@ -210,10 +188,6 @@ def load_suite(path: str | Path) -> Suite:
     return suite_from_mapping(data, source=str(path), base_dir=path.parent)
 
 
-def _is_lm_eval_task_yaml(data: Any) -> bool:
-    return isinstance(data, Mapping) and ("task" in data or "group" in data) and "tasks" not in data
-
-
 def resolve_suite(suite: str | Path | Suite) -> Suite:
     """A suite from a built-in name, a suite YAML, an lm-eval task YAML, or task names.
 
@@ -238,8 +212,8 @@ def resolve_suite(suite: str | Path | Suite) -> Suite:
             )
         # lm-eval task YAMLs use custom tags (!function); peek without resolving them.
         data = _peek_yaml(path)
-        if _is_lm_eval_task_yaml(data):
-            name = data.get("task") or data.get("group")
+        name = data.get("task") or data.get("group") if isinstance(data, Mapping) else None
+        if name and "tasks" not in data:  # an lm-eval task or group YAML
             return Suite(
                 name=str(name),
                 tasks=(TaskSpec(task=str(name)),),
@@ -266,10 +240,8 @@ def _peek_yaml(path: Path) -> Any:
 
 def _number(value: Any) -> float:
     """A finite-or-NaN float from a results entry; non-numbers ("N/A", None) are NaN."""
-    if isinstance(value, bool) or value is None:
-        return math.nan
     try:
-        return float(value)
+        return math.nan if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
         return math.nan
 
@@ -310,18 +282,12 @@ def summarize(results: Mapping[str, Any], suite: Suite) -> dict[str, Any]:
     tasks: dict[str, dict[str, Any]] = {}
     flat: dict[str, float] = {}
     missing: list[str] = []
-    scores: list[float] = []
     for spec in suite.tasks:
         entry = per_task.get(spec.task, {})
-        components = spec.metrics
-        filter_name = spec.filter
-        if components is None:
-            first = _first_metric(entry)
-            if first is None:
-                components = ("<unknown>",)
-            else:
-                components = (first[0],)
-                filter_name = first[1]
+        components, filter_name = spec.metrics, spec.filter
+        if components is None:  # lm-eval's first metric, under its filter
+            metric, filter_name = _first_metric(entry) or ("<unknown>", filter_name)
+            components = (metric,)
         metrics: dict[str, dict[str, float]] = {}
         for metric in components:
             key = f"{metric},{filter_name}"
@@ -339,7 +305,7 @@ def summarize(results: Mapping[str, Any], suite: Suite) -> dict[str, Any]:
         name = "+".join(components)
         shots = results.get("n-shot", {}).get(spec.task)
         tasks[spec.task] = {
-            "label": spec.display,
+            "label": spec.label or spec.task,
             "metric": name,
             "filter": filter_name,
             "value": score,
@@ -350,8 +316,7 @@ def summarize(results: Mapping[str, Any], suite: Suite) -> dict[str, Any]:
             "metrics": metrics,
         }
         flat[f"{spec.task}/{name}"] = score
-        scores.append(score)
-    average = math.fsum(scores) / len(scores)
+    average = math.fsum(flat.values()) / len(flat)
     flat["average"] = average
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
@@ -372,21 +337,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     """A plain-text table of a summary (values in percent, as papers report them)."""
     rows = [("task", "metric", "shots", "n", "value %", "± stderr %")]
     for task, info in summary["tasks"].items():
-        metric = (
-            info["metric"]
-            if info["filter"] == NO_FILTER
-            else f"{info['metric']} ({info['filter']})"
-        )
-        rows.append(
-            (
-                info["label"] if info["label"] == task else f"{info['label']} [{task}]",
-                metric,
-                "" if info["num_fewshot"] is None else str(info["num_fewshot"]),
-                "" if info["n"] is None else str(info["n"]),
-                f"{100 * info['value']:.2f}",
-                "" if math.isnan(info["stderr"]) else f"{100 * info['stderr']:.2f}",
-            )
-        )
+        label = info["label"] if info["label"] == task else f"{info['label']} [{task}]"
+        metric = info["metric"] + ("" if info["filter"] == NO_FILTER else f" ({info['filter']})")
+        shots, n = ("" if v is None else str(v) for v in (info["num_fewshot"], info["n"]))
+        stderr = "" if math.isnan(info["stderr"]) else f"{100 * info['stderr']:.2f}"
+        rows.append((label, metric, shots, n, f"{100 * info['value']:.2f}", stderr))
     rows.append(("average", "", "", "", f"{100 * summary['average']:.2f}", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
