@@ -3,17 +3,14 @@
 This package owns scoring models on the paper's benchmarks, always through
 ``lm_eval.simple_evaluate`` (no benchmark is re-implemented here):
 
-* :mod:`~iris.evaluation.suite` — suites as YAML (built-in ``iris10``: the ten benchmarks
-  of IRIS/T-SPIN; ``openllm_v1``: SPIN's six), and :func:`summarize`, the averaging rule:
-  the unweighted mean over the suite's tasks of each task's metric as lm-eval reports it
-  (group tasks: lm-eval's group aggregate); a missing metric is NaN, never 0;
-* :mod:`~iris.evaluation.harness` — :func:`evaluate_suite`: tasks (and the hub datasets
-  they need), backends (HF, vLLM, in-memory model), lm-eval's own results layout + the
-  compact summary with provenance;
+* :mod:`~iris.evaluation.suite` — suites as YAML (built-in ``iris10``, ``openllm_v1``) and
+  :func:`summarize`, the averaging rule (a missing metric is NaN, never 0);
+* :mod:`~iris.evaluation.harness` — :func:`evaluate_suite`: tasks, the hub datasets they
+  need, backends (HF, vLLM, in-memory model), results with provenance;
 * :mod:`~iris.evaluation.hub_cache` — ``--prefetch``: a suite's datasets cached while online;
-* :mod:`~iris.evaluation.base` — the :class:`Evaluator` protocol of the self-play loop,
-  :func:`make_evaluator` (registry of kinds; ``lm_eval`` is
-  :class:`~iris.evaluation.lm_eval_evaluator.LmEvalEvaluator`) and :class:`EvalSettings`;
+* :mod:`~iris.evaluation.base` — the loop's :class:`Evaluator` protocol, its registry
+  (:func:`make_evaluator`; kind ``lm_eval``: :mod:`~iris.evaluation.lm_eval_evaluator`)
+  and :class:`EvalSettings`;
 * :mod:`~iris.evaluation.cli` — ``iris eval`` (its flags generated from EvalSettings).
 
 Importing this package does not import lm-eval or torch (lm-eval is the ``eval`` extra):

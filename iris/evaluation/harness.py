@@ -32,7 +32,6 @@ import copy
 import dataclasses
 import difflib
 import functools
-import hashlib
 import importlib.util
 import json
 import logging
@@ -62,8 +61,6 @@ if TYPE_CHECKING:
     from lm_eval.tasks import TaskManager
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["EvalResult", "PrefetchPlan", "evaluate_suite", "load_suite_tasks", "prefetch_plan"]
 
 # Files that make a directory loadable by AutoTokenizer.from_pretrained.
 TOKENIZER_FILES = (
@@ -158,12 +155,11 @@ def check_task_names(suite: Suite, tm: TaskManager) -> None:
     unknown = [s.task for s in suite.tasks if s.config is None and s.task not in tm.task_index]
     if not unknown:
         return
-    lines = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, tm.all_tasks, n=5, cutoff=0.6)
-        lines.append(
-            f"  {name!r} ({'close matches: ' + ', '.join(close) if close else 'no close match'})"
-        )
+    closest = {name: difflib.get_close_matches(name, tm.all_tasks, n=5) for name in unknown}
+    lines = [
+        f"  {name!r} ({'close matches: ' + ', '.join(close) if close else 'no close match'})"
+        for name, close in closest.items()
+    ]
     paths = f" (include_path {list(suite.include_path)})" if suite.include_path else ""
     raise UnknownTaskError(
         f"suite {suite.name!r}: unknown lm-eval task name(s), not in lm-eval's task "
@@ -472,8 +468,6 @@ def build_lm(model: str | Path | Any, settings: EvalSettings, *, tokenizer: Any 
     if not isinstance(model, str | Path):
         from lm_eval.models.huggingface import HFLM
 
-        if tokenizer is None:
-            raise MissingTokenizerError("an in-memory model needs its tokenizer (tokenizer=...)")
         copied = copy.deepcopy(tokenizer)
         return HFLM(model, tokenizer=copied, batch_size=settings.batch_size, **settings.model_args)
     import lm_eval.api.registry
@@ -537,9 +531,9 @@ def evaluate_suite(
     """Score ``model`` on ``suite`` with ``lm_eval.simple_evaluate`` and write the results.
 
     ``model`` is a model directory, a hub id (``settings.revision`` pins it) or an
-    in-memory ``PreTrainedModel`` (then ``tokenizer`` is required, and ``model_dir`` is
-    recorded and names it in lm-eval's layout); an in-memory model's train/eval mode is
-    restored afterwards. Tasks are resolved and their datasets loaded before the model
+    in-memory ``PreTrainedModel`` (its tokenizer: ``tokenizer``, else the one saved in
+    ``model_dir``, which is recorded and names it in lm-eval's layout); an in-memory
+    model's train/eval mode is restored afterwards. Tasks are resolved and their datasets loaded before the model
     is, so a bad suite fails fast. Writes the files of the module docstring (``name``
     defaults to the suite's); under a multi-process launch (``accelerate launch``) only
     the main process writes, the others return None.
@@ -548,7 +542,16 @@ def evaluate_suite(
     suite = resolve_suite(suite)
     in_memory = not isinstance(model, str | Path)
     check_backend(settings.backend, in_memory=in_memory)
-    if not in_memory and settings.tokenizer is None and tokenizer is None:
+    if in_memory and tokenizer is None:  # the one saved next to the weights
+        if model_dir is None or not Path(model_dir).is_dir():
+            raise MissingTokenizerError(
+                f"in-memory model without tokenizer, and model_dir {model_dir} is not a directory"
+            )
+        check_tokenizer(model_dir)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    elif not in_memory and settings.tokenizer is None and tokenizer is None:
         check_tokenizer(model)
     _require_lm_eval()
     import lm_eval
@@ -575,20 +578,22 @@ def evaluate_suite(
                 f"Cache it first, online:\n  {suite.prefetch_command} --model {model}{pinned}",
                 err,
             ) from err
+        device = str(getattr(lm, "device", settings.device))
         with torch.no_grad():
             results = lm_eval.simple_evaluate(
                 model=lm,
                 tasks=task_objects,
                 num_fewshot=None,  # the suite's shots are already set per task
+                device=device,
+                evaluation_tracker=tracker,  # records the chat template lm-eval applies
+                task_manager=tm,
                 batch_size=settings.batch_size,
-                device=str(getattr(lm, "device", settings.device)),
                 limit=settings.limit,
                 bootstrap_iters=settings.bootstrap_iters,
                 log_samples=settings.log_samples,
                 system_instruction=settings.system_instruction,
                 apply_chat_template=settings.apply_chat_template,
                 fewshot_as_multiturn=settings.fewshot_as_multiturn,
-                task_manager=tm,
             )
     finally:
         if was_training:
@@ -601,10 +606,6 @@ def evaluate_suite(
     for task, rows in samples.items():
         with runs.atomic_output(samples_dir / f"{_file_name(task)}.jsonl") as out:
             out.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
-    chat_template = None
-    if settings.apply_chat_template:
-        with contextlib.suppress(Exception):
-            chat_template = lm.chat_template(settings.apply_chat_template)
     summary_path = output_dir / f"{name}.summary.json"
     previous: list[str] = []
     with contextlib.suppress(Exception):  # the files of the last run under this name
@@ -613,16 +614,18 @@ def evaluate_suite(
     if in_memory:  # the name lm-eval would record for the saved model, its directory
         config = getattr(model, "config", None)
         model_name = str(model_dir or getattr(config, "_name_or_path", "") or type(model).__name__)
-    # lm-eval's own files through its EvaluationTracker: the results, then the samples
-    tracker.general_config_tracker.log_experiment_args(
+    # lm-eval's own files through its EvaluationTracker (the model as lm-eval's CLI names
+    # it, not the wrapper object simple_evaluate was given): the results, then the samples
+    general = tracker.general_config_tracker
+    general.log_experiment_args(
         model_source=settings.backend,
         model_args={"pretrained": model_name, **settings.model_args},
         system_instruction=settings.system_instruction,
-        chat_template=chat_template,
+        chat_template=general.chat_template,
         fewshot_as_multiturn=settings.fewshot_as_multiturn,
     )
     tracker.save_results_aggregated(results=dict(results), samples=samples)
-    folder = output_dir / tracker.general_config_tracker.model_name_sanitized
+    folder = output_dir / general.model_name_sanitized
     lm_eval_path = folder / f"results_{getattr(tracker, 'date_id', '')}.json"
     if not lm_eval_path.is_file():  # the tracker logs its failure and goes on
         raise EvaluationError(f"lm-eval's EvaluationTracker wrote no results file in {folder}")
@@ -656,10 +659,8 @@ def evaluate_suite(
         },
         "settings": {
             **dataclasses.asdict(settings),
-            "device": str(getattr(lm, "device", settings.device)),
-            "chat_template_sha256": hashlib.sha256(chat_template.encode()).hexdigest()
-            if isinstance(chat_template, str)
-            else None,
+            "device": device,
+            "chat_template_sha256": general.chat_template_sha,
         },
         "suite": {
             "name": suite.name,

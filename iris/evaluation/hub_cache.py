@@ -75,8 +75,7 @@ def prefetch(
                 advice = " ".join(harness.gated_message(path) for path in paths)
                 echo(f"[prefetch] {spec.task}: FAILED (gated dataset). {advice}")
             else:
-                cause = err.__cause__ if isinstance(err, MissingDatasetError) else err
-                cause = cause if cause is not None else err
+                cause = (err.__cause__ if isinstance(err, MissingDatasetError) else None) or err
                 echo(f"[prefetch] {spec.task}: FAILED: {type(cause).__name__}: {cause}")
         else:
             echo(f"[prefetch] {spec.task}: cached")

@@ -23,14 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from iris.config import from_dict
-from iris.evaluation.base import (
-    EvalSettings,
-    MissingTokenizerError,
-    register_evaluator,
-    runs_at,
-    setting,
-)
-from iris.evaluation.harness import check_backend, check_tokenizer, evaluate_suite
+from iris.evaluation.base import EvalSettings, register_evaluator, runs_at, setting
+from iris.evaluation.harness import check_backend, evaluate_suite
 from iris.evaluation.suite import Suite, resolve_suite
 
 
@@ -86,15 +80,6 @@ class LmEvalEvaluator(EvalSettings):
         (lm-eval's HFLM); a model directory under a multi-process launch returns ``{}`` on
         the other processes.
         """
-        if model is not None and tokenizer is None:
-            check_tokenizer(model_dir)
-            if not Path(model_dir).is_dir():
-                raise MissingTokenizerError(
-                    f"in-memory model without tokenizer, and {model_dir} is not a directory"
-                )
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(model_dir)
         result = evaluate_suite(
             self._suite,
             model if model is not None else Path(model_dir),

@@ -254,16 +254,6 @@ def _first_metric(entry: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _sample_count(results: Mapping[str, Any], task: str) -> int | None:
-    entry = results.get("results", {}).get(task, {})
-    if isinstance(entry.get("sample_len"), int):
-        return entry["sample_len"]
-    samples = results.get("n-samples", {}).get(task)
-    if isinstance(samples, Mapping) and isinstance(samples.get("effective"), int):
-        return samples["effective"]
-    return None
-
-
 def summarize(results: Mapping[str, Any], suite: Suite) -> dict[str, Any]:
     """The compact summary of lm-eval ``results`` for ``suite`` (rule in the module docstring).
 
@@ -304,13 +294,14 @@ def summarize(results: Mapping[str, Any], suite: Suite) -> dict[str, Any]:
         stderr = metrics[components[0]]["stderr"] if len(components) == 1 else math.nan
         name = "+".join(components)
         shots = results.get("n-shot", {}).get(spec.task)
+        samples = results.get("n-samples", {}).get(spec.task) or {}
         tasks[spec.task] = {
             "label": spec.label or spec.task,
             "metric": name,
             "filter": filter_name,
             "value": score,
             "stderr": stderr,
-            "n": _sample_count(results, spec.task),
+            "n": entry.get("sample_len", samples.get("effective")),
             "num_fewshot": spec.num_fewshot if spec.num_fewshot is not None else shots,
             "version": results.get("versions", {}).get(spec.task),
             "metrics": metrics,
