@@ -13,26 +13,18 @@ and integer x marks the end of an iteration.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from .concentration import SIDES, ess_fraction_theory, measured_concentration, tilt
-from .plotting import (
-    FORMATS,
-    family_color,
-    method_colors,
-    new_figure,
-    plot_band,
-    save_figure,
-    seed_bands,
-    styled,
-)
+from .plotting import family_color, figure, method_colors, new_figure, plot_band, seed_bands
 from .records import EVAL, TRAIN, TRAIN_SUMMARY, NoData, Records, format_n
 
 __all__ = [
@@ -87,6 +79,7 @@ CAPTIONS: dict[str, str] = {
         "seeds, error bars ± one standard deviation where there are several seeds."
     ),
 }
+DOTS = {"s": 14, "edgecolor": "white", "linewidth": 0.3, "zorder": 3}  # one logged step
 
 
 def training_progress(records: Records) -> pd.Series:
@@ -117,14 +110,20 @@ def _iteration_lines(ax, iterations: Sequence[int]) -> None:
         ax.axvline(t, color="0.6", linewidth=0.6, linestyle=":", zorder=0)
 
 
-@styled
-def gradient_concentration(
-    records: Records,
-    out_dir: str | Path,
-    *,
-    name: str = "gradient_concentration",
-    formats: Sequence[str] = FORMATS,
-) -> list[Path]:
+def _bands(ax, bands: pd.DataFrame, series: Sequence[str], colors, marker: str) -> None:
+    """Mean ± std lines of ``bands`` (:func:`seed_bands` by series, [iteration,] x) in the
+    order of ``series``; one segment per iteration when the index has an iteration level."""
+    for label in (s for s in series if s in bands.index.get_level_values("series")):
+        mine = bands.loc[label]
+        segments = mine.groupby(level="iteration") if mine.index.nlevels > 1 else [(0, mine)]
+        for t, band in segments:
+            x = band.index.get_level_values(-1)
+            mean, std, legend = band["mean"], band["std"], label if t == 0 else None
+            plot_band(ax, x, mean, std, color=colors[label], label=legend, marker=marker)
+
+
+@figure("gradient_concentration")
+def gradient_concentration(records: Records) -> Figure:
     """ESS/n of the annotated and synthetic weights vs α: exp(−τ²σ²) against logged values."""
     series = records.series_labels()  # curves are series (method, and n or model when they vary)
     points = {
@@ -142,17 +141,8 @@ def gradient_concentration(
     def scatter(ax, pts, x: str, marker: str, legend: bool) -> None:
         """Logged ESS/n against column ``x``, one colour (and legend entry) per series."""
         for method, mine in pts.groupby("method", sort=False):
-            ax.scatter(
-                mine[x],
-                mine.ess_fraction,
-                s=14,
-                marker=marker,
-                color=colors.get(method),
-                edgecolor="white",
-                linewidth=0.3,
-                label=method if legend else None,
-                zorder=3,
-            )
+            label, color = method if legend else None, colors.get(method)
+            ax.scatter(mine[x], mine.ess_fraction, marker=marker, color=color, label=label, **DOTS)
 
     fig = new_figure(7.2, 2.5)
     axes = fig.subplots(1, 3)
@@ -167,14 +157,9 @@ def gradient_concentration(
             continue
         for q, style in zip((10, 50, 90), (":", "-", "--"), strict=True):
             sigma = float(np.percentile(pts.sigma, q))
-            ax.plot(
-                grid,
-                ess_fraction_theory(tilt(grid, side), sigma),
-                color="0.25",
-                linestyle=style,
-                linewidth=1.0,
-                label=f"exp(−τ²σ²), σ={sigma:.2g} (p{q})",
-            )
+            label = f"exp(−τ²σ²), σ={sigma:.2g} (p{q})"
+            theory = ess_fraction_theory(tilt(grid, side), sigma)
+            ax.plot(grid, theory, color="0.25", linestyle=style, linewidth=1.0, label=label)
         scatter(ax, pts, "alpha", "o", legend=True)
         ax.legend(loc="lower left")
     ax = axes[2]
@@ -189,7 +174,7 @@ def gradient_concentration(
         for s, m in markers.items()
     ]
     ax.legend(handles=handles, loc="upper left")
-    return save_figure(fig, out_dir, name, formats)
+    return fig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,29 +206,24 @@ class WeightProfiles:
 
     @classmethod
     def from_json(cls, data: dict) -> WeightProfiles:
-        curves = tuple(
-            ProfileCurve(
-                c["label"],
-                c["loss"],
-                c["side"],
-                np.asarray(c["weights"], dtype=float),
-                float(c["alpha"]),
-            )
-            for c in data["curves"]
-        )
+        def curve(c: dict) -> ProfileCurve:
+            weights = np.asarray(c["weights"], dtype=float)
+            return ProfileCurve(c["label"], c["loss"], c["side"], weights, float(c["alpha"]))
+
         options = {k: float(data[k]) for k in ("mu", "bound") if k in data}
         rewards = np.asarray(data["rewards"], dtype=float)
-        return cls(rewards, int(data["batch_size"]), curves, **options)
+        return cls(rewards, int(data["batch_size"]), tuple(map(curve, data["curves"])), **options)
 
 
-@styled
-def weight_profiles(
-    profiles: WeightProfiles,
-    out_dir: str | Path,
-    *,
-    name: str = "weight_profiles",
-    formats: Sequence[str] = FORMATS,
-) -> list[Path]:
+# side → (its reward, the panel's title) of the weighting-profile figure
+PROFILE_SIDES = {
+    "real": ("r⁺", "annotated sample (weight on +∇r⁺)"),
+    "generated": ("r⁻", "synthetic sample (weight on −∇r⁻)"),
+}
+
+
+@figure("weight_profiles")
+def weight_profiles(profiles: WeightProfiles) -> Figure:
     """Each method's per-sample gradient weight vs reward, annotated and synthetic sides."""
     if not profiles.curves:
         raise NoData("no weighting profiles given")
@@ -251,51 +231,30 @@ def weight_profiles(
     axes = fig.subplots(1, 2, sharey=True)
     iris_alphas = sorted({c.alpha for c in profiles.curves if c.loss == "iris"})
     shades = dict(zip(iris_alphas, np.linspace(0.0, 1.0, max(len(iris_alphas), 1)), strict=False))
-    baseline_styles = {"spin": "--", "space": "-.", "spif": (0, (1, 1)), "tspin": "--"}
-    for ax, side in zip(axes, ("real", "generated"), strict=True):
+    styles = {"space": "-.", "spif": (0, (1, 1)), "tspin": "--"}
+    for ax, (side, (reward, title)) in zip(axes, PROFILE_SIDES.items(), strict=True):
         for curve in (c for c in profiles.curves if c.side == side):
             if curve.loss == "iris":
                 color, style, width = family_color("iris", shades[curve.alpha]), "-", 1.4
+            elif curve.loss == "spin":  # wide and translucent: SPACE μ=1 coincides with it here
+                color, style, width = (*family_color("spin")[:3], 0.35), "-", 4.0
             else:
-                color, style, width = (
-                    family_color(curve.loss),
-                    baseline_styles.get(curve.loss, "--"),
-                    1.6,
-                )
-            if curve.loss == "spin":  # wide and translucent: SPACE μ=1 coincides with it here
-                style, width = "-", 4.0
-                color = (*color[:3], 0.35)
-            ax.plot(
-                profiles.rewards,
-                curve.weights,
-                color=color,
-                linestyle=style,
-                linewidth=width,
-                label=curve.label,
-            )
+                color, style, width = family_color(curve.loss), styles.get(curve.loss, "--"), 1.6
+            line = {"color": color, "linestyle": style, "linewidth": width, "label": curve.label}
+            ax.plot(profiles.rewards, curve.weights, **line)
         ax.axhline(1.0, color="0.5", linewidth=0.6)
         ax.axvline(0.0, color="0.5", linewidth=0.6)
         ax.set_yscale("log")
         ax.set_xlim(profiles.rewards.min(), profiles.rewards.max())
-        ax.set_xlabel(f"reward {'r⁺' if side == 'real' else 'r⁻'} = β·logratio of the sample")
-        ax.set_title(
-            "annotated sample (weight on +∇r⁺)"
-            if side == "real"
-            else "synthetic sample (weight on −∇r⁻)"
-        )
+        ax.set_xlabel(f"reward {reward} = β·logratio of the sample")
+        ax.set_title(title)
     axes[0].set_ylabel("weight relative to equal rewards")
     axes[1].legend(loc="lower right", ncols=2)
-    return save_figure(fig, out_dir, name, formats)
+    return fig
 
 
-@styled
-def alpha_trace(
-    records: Records,
-    out_dir: str | Path,
-    *,
-    name: str = "alpha_trace",
-    formats: Sequence[str] = FORMATS,
-) -> list[Path]:
+@figure("alpha_trace")
+def alpha_trace(records: Records) -> Figure:
     """The α of runs with an α schedule, against the measured gaps, per step and per iteration."""
     runs = [r for r in records.runs.values() if r.schedule is not None]
     wanted = ["alpha", "gap/reference", "objective/variational_estimate"]
@@ -312,8 +271,8 @@ def alpha_trace(
     handles = []
     iterations_seen = sorted(set(points.iteration))
     for run, color in zip(runs, palette, strict=True):
-        mine = points[points.run == run.run].drop_duplicates(["metric", "x"], keep="last")
-        label = run.method if len(runs) == 1 else f"{run.method} ({run.run})"
+        own = points[points.run == run.run]
+        mine = own.drop_duplicates(["metric", "x"], keep="last")
         for metric, style, axis in zip(
             wanted, ("-", "--", ":"), (left, left_gap, left_gap), strict=True
         ):
@@ -321,11 +280,7 @@ def alpha_trace(
                 segment = segment.sort_values("x")
                 marker = "." if metric == "alpha" else None
                 axis.plot(segment.x, segment.value, color=color, linestyle=style, marker=marker)
-        alpha = (
-            points[(points.run == run.run) & (points.metric == "alpha")]
-            .groupby("iteration")
-            .value.agg(["mean", "min", "max"])
-        )
+        alpha = own[own.metric == "alpha"].groupby("iteration").value.agg(["mean", "min", "max"])
         right.errorbar(
             alpha.index,
             alpha["mean"],
@@ -334,18 +289,18 @@ def alpha_trace(
             marker="o",
             linestyle="-",
         )
-        gaps = points[(points.run == run.run) & (points.metric == "gap/reference")]
+        gaps = own[own.metric == "gap/reference"]
         gap = gaps.groupby("iteration").value.agg(lambda v: v.iloc[0])  # at the iteration's start
         if len(gap):
             right_gap.plot(
                 gap.index, gap, color=color, marker="s", linestyle="--", markerfacecolor="white"
             )
+        label = run.method if len(runs) == 1 else f"{run.method} ({run.run})"
         handles.append(Line2D([], [], color=color, label=label))
-        schedule = run.schedule_config or {}
-        for axis in (left, right):
-            for bound in ("alpha_min", "alpha_max"):
-                if isinstance(schedule.get(bound), int | float):
-                    axis.axhline(schedule[bound], color="0.6", linewidth=0.6, linestyle="-.")
+        bounds = [(run.schedule_config or {}).get(b) for b in ("alpha_min", "alpha_max")]
+        for axis, bound in itertools.product((left, right), bounds):
+            if isinstance(bound, int | float):
+                axis.axhline(bound, color="0.6", linewidth=0.6, linestyle="-.")
     _iteration_lines(left, [t + 1 for t in iterations_seen][:-1])
     left.set_xlim(min(iterations_seen), max(iterations_seen) + 1)
     left.set_xlabel("training progress (iteration + fraction of its steps)")
@@ -361,16 +316,11 @@ def alpha_trace(
     for axis in (left_gap, right_gap):
         axis.grid(False)
         axis.spines["right"].set_visible(True)
-    style_handles = [
-        Line2D([], [], color="0.3", linestyle="-", label="α"),
-        Line2D([], [], color="0.3", linestyle="--", label="reference gap D̂"),
-        Line2D([], [], color="0.3", linestyle=":", label="variational −L_α"),
-        Line2D([], [], color="0.6", linestyle="-.", label="α_min, α_max"),
-    ]
-    fig.legend(
-        handles=[*handles, *style_handles], loc="outside lower center", ncols=len(handles) + 4
-    )
-    return save_figure(fig, out_dir, name, formats)
+    styles = [("-", "α"), ("--", "reference gap D̂"), (":", "variational −L_α")]
+    handles += [Line2D([], [], color="0.3", linestyle=s, label=label) for s, label in styles]
+    handles.append(Line2D([], [], color="0.6", linestyle="-.", label="α_min, α_max"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+    return fig
 
 
 # TRL's names of the same quantities (chosen = annotated, rejected = synthetic).
@@ -388,14 +338,8 @@ TRAINING_PANELS = (
 )
 
 
-@styled
-def training_curves(
-    records: Records,
-    out_dir: str | Path,
-    *,
-    name: str = "training_curves",
-    formats: Sequence[str] = FORMATS,
-) -> list[Path]:
+@figure("training_curves")
+def training_curves(records: Records) -> Figure:
     """Loss, variational estimate, log-likelihoods and reward margin over training, per method."""
     points = training_points(records, [*(m for m, _ in TRAINING_PANELS), *TRL_NAMES])
     points = points.assign(metric=points.metric.replace(TRL_NAMES))
@@ -416,16 +360,8 @@ def training_curves(
         _iteration_lines(ax, [t for t in iterations if t > 0])
         if metric not in curves.index.get_level_values("metric"):
             _note(ax, f"no run logged\n{metric}", va="center")
-            continue
-        panel = curves.loc[metric]
-        for method in (m for m in methods if m in panel.index.get_level_values("series")):
-            # One segment per iteration: the policy restarts from θt against a new opponent.
-            for t, band in panel.loc[method].groupby(level="iteration"):
-                x = band.index.get_level_values("x")
-                label = method if t == 0 else None
-                plot_band(
-                    ax, x, band["mean"], band["std"], color=colors[method], label=label, marker="."
-                )
+        else:  # one segment per iteration: the policy restarts from θt against a new opponent
+            _bands(ax, curves.loc[metric], methods, colors, marker=".")
     legend_ax = axes[-1]
     legend_ax.axis("off")
     legend_ax.legend(
@@ -433,7 +369,7 @@ def training_curves(
         loc="center",
         title="method (mean ± std over seeds)",
     )
-    return save_figure(fig, out_dir, name, formats)
+    return fig
 
 
 TESTBED_PANELS = (
@@ -443,14 +379,8 @@ TESTBED_PANELS = (
 )
 
 
-@styled
-def testbed_distance(
-    records: Records,
-    out_dir: str | Path,
-    *,
-    name: str = "testbed_distance",
-    formats: Sequence[str] = FORMATS,
-) -> list[Path]:
+@figure("testbed_distance")
+def testbed_distance(records: Records) -> Figure:
     """Forward KL, reverse KL and TV to the testbed target vs iteration, per method (seed bands)."""
     evals = records[(records.stage == EVAL) & (records.suite == "testbed")]
     bands = seed_bands(evals, ["metric", "series", "iteration"])
@@ -460,32 +390,25 @@ def testbed_distance(
         raise NoData(
             "no testbed evaluation (eval/testbed.summary.json with testbed/forward_kl or total_variation)"
         )
-    methods = records.series_order(set(evals.series[evals.metric.isin(dict(panels))]))
-    colors = method_colors(records)
+    shown = evals[evals.metric.isin(dict(panels))]
+    methods, colors = records.series_order(set(shown.series)), method_colors(records)
     fig = new_figure(2.4 * len(panels) + 1.4, 2.6)
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
-    iterations = sorted(set(evals.iteration[evals.metric.isin(dict(panels))].astype(float)))
     for ax, (metric, title) in zip(axes, panels, strict=True):
-        data = bands.loc[metric]
-        for method in (m for m in methods if m in data.index):
-            band = data.loc[method]
-            x = band.index.to_numpy(dtype=float)
-            plot_band(
-                ax, x, band["mean"], band["std"], color=colors[method], label=method, marker="o"
-            )
+        _bands(ax, bands.loc[metric], methods, colors, marker="o")
         ax.set_title(title)
         ax.set_xlabel("self-play iteration")
         ax.set_yscale("log")  # distances span decades when a method diverges
     for ax in axes:
-        ax.xaxis.set_major_locator(FixedLocator(iterations))
+        ax.xaxis.set_major_locator(FixedLocator(sorted(set(shown.iteration.astype(float)))))
         ax.xaxis.set_minor_locator(NullLocator())
     axes[0].set_ylabel("distance to the target")
-    handles: dict[str, Line2D] = {}
+    handles: dict[str, Line2D] = {}  # one legend entry per series, over all panels
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
     fig.legend(handles=list(handles.values()), loc="outside right upper")
-    return save_figure(fig, out_dir, name, formats)
+    return fig
 
 
 # (suite, metric, scale, axis label, higher is better), in order of preference.
@@ -498,26 +421,22 @@ DATA_EFFICIENCY_SCORES = (
 
 def data_efficiency_score(records: Records) -> tuple[str, str, float, str, bool]:
     """The first score of :data:`DATA_EFFICIENCY_SCORES` the records hold."""
+    evals = records[records.stage == EVAL]
     for score in DATA_EFFICIENCY_SCORES:
-        if (
-            (records.stage == EVAL) & (records.suite == score[0]) & (records.metric == score[1])
-        ).any():
+        if ((evals.suite == score[0]) & (evals.metric == score[1])).any():
             return score
     raise NoData(
         "no evaluation score for the data-efficiency figure (iris10, openllm_v1 or testbed)"
     )
 
 
-@styled
+@figure("data_efficiency")
 def data_efficiency(
     records: Records,
-    out_dir: str | Path,
     *,
     score: tuple[str, str, float, str, bool] | None = None,
     iteration: int | str = "last",
-    name: str = "data_efficiency",
-    formats: Sequence[str] = FORMATS,
-) -> list[Path]:
+) -> Figure:
     """Score vs number of annotated samples, SFT against self-play methods.
 
     ``iteration``: ``"last"`` (each run's last evaluated iteration; SFT's after its
@@ -539,17 +458,14 @@ def data_efficiency(
             f"the data-efficiency figure needs runs at two or more numbers of annotated samples; "
             f"{suite} {metric} is available at n = {[int(n) for n in sizes]}"
         )
-    methods = [m for m in records.methods() if m in points.index]
     # One curve per method across n, in the colour its first series has in other figures.
-    series_colors, first_series = method_colors(records), {}
+    series_colors, methods = method_colors(records), {}
     for label in records.series_order():
-        for run in records.runs.values():
-            if run.series == label:
-                first_series.setdefault(run.method, label)
-    colors = {method: series_colors[first_series[method]] for method in methods}
+        method = next(r.method for r in records.runs.values() if r.series == label)
+        methods.setdefault(method, series_colors[label])
     fig = new_figure(4.8, 2.6)
     ax = fig.subplots()
-    for method in methods:
+    for method in (m for m in records.methods() if m in points.index):
         band = points.loc[method]
         is_sft = chosen.loss[chosen.method == method].iloc[0] == "sft"
         missing = [format_n(int(n)) for n in band.index[band["count"] < band["size"]]]
@@ -559,7 +475,7 @@ def data_efficiency(
             band.index.to_numpy(dtype=float),
             band["mean"],
             yerr=std if np.isfinite(std).any() else None,
-            color=colors[method],
+            color=methods[method],
             marker="s" if is_sft else "o",
             linestyle="--" if is_sft else "-",
             label=label,
@@ -576,4 +492,4 @@ def data_efficiency(
         f"at {'each run’s last evaluated iteration' if iteration == 'last' else f'iteration {iteration}'}"
     )
     fig.legend(loc="outside right upper")
-    return save_figure(fig, out_dir, name, formats)
+    return fig

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import matplotlib
 import matplotlib.style
@@ -22,12 +22,16 @@ from matplotlib.figure import Figure
 from .records import Records, RunInfo
 
 __all__ = [
-    "FORMATS", "STYLE", "method_colors", "new_figure", "plot_band", "save_figure", "styled"
+    "FORMATS", "STYLE", "figure", "method_colors", "new_figure", "plot_band", "save_figure"
 ]  # fmt: skip
 
 STYLE = Path(__file__).with_name("iris.mplstyle")
 FORMATS = ("pdf", "png")
-F = TypeVar("F", bound=Callable[..., Any])
+# Metadata that changes on every run (creation date, software version), left out.
+_NO_METADATA = {
+    "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+    "png": {"Software": None},
+}
 
 # loss family -> (colormap, lightest, darkest): shades within a family separate α values
 # (IRIS) or variants; fixed per family so a method keeps its colour across figures.
@@ -42,19 +46,27 @@ _FAMILY_MAPS: dict[str, tuple[str, float, float]] = {
 }
 
 
-def styled(function: F) -> F:
-    """Run ``function`` inside the project's matplotlib style."""
+def figure(default_name: str) -> Callable[[Callable[..., Figure]], Callable[..., list[Path]]]:
+    """Make ``draw(data, **options) -> Figure`` a figure function of the paper.
 
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        with matplotlib.style.context(str(STYLE)):
-            return function(*args, **kwargs)
+    The figure function ``f(data, out_dir, *, name=default_name, formats=FORMATS,
+    **options)`` draws inside the project's matplotlib style and writes
+    ``<out_dir>/<name>.<fmt>`` for each format (:func:`save_figure`); it returns the paths.
+    """
 
-    return wrapper  # type: ignore[return-value]
+    def decorate(draw: Callable[..., Figure]) -> Callable[..., list[Path]]:
+        @functools.wraps(draw)
+        def build(data, out_dir, *, name=default_name, formats=FORMATS, **options):
+            with matplotlib.style.context(str(STYLE)):
+                return save_figure(draw(data, **options), out_dir, name, formats)
+
+        return build
+
+    return decorate
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A figure of ``width`` × ``height`` inches with constrained layout (call inside :func:`styled`)."""
+    """A figure of ``width`` × ``height`` inches with constrained layout (call inside the style)."""
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -66,17 +78,10 @@ def save_figure(
     Metadata that changes on every run (creation date, software version) is left out, so
     re-running on the same records rewrites byte-identical PDFs.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        path = out / f"{name}.{fmt}"
-        metadata = {
-            "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
-            "png": {"Software": None},
-        }
-        fig.savefig(path, format=fmt, metadata=metadata.get(fmt))
-        paths.append(path)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    paths = [Path(out_dir, f"{name}.{fmt}") for fmt in formats]
+    for path, fmt in zip(paths, formats, strict=True):
+        fig.savefig(path, format=fmt, metadata=_NO_METADATA.get(fmt))
     return paths
 
 
@@ -92,11 +97,10 @@ def method_colors(records: Records, labels: Iterable[str] | None = None) -> dict
     One colormap per loss family (SPIN blues, IRIS oranges, …); the members of a family
     get evenly spaced shades in the canonical order, so IRIS α = 0.5 … 3 run light to dark.
     """
+    runs = records.runs.values()
     representative: dict[str, RunInfo] = {}
-    for run, label in records.series_labels().items():
-        representative.setdefault(label, records.runs[run])
-    for run in records.runs.values():
-        representative.setdefault(run.method, run)
+    for label, run in [*((r.series, r) for r in runs), *((r.method, r) for r in runs)]:
+        representative.setdefault(label, run)
     labels = list(labels) if labels is not None else records.series_order()
     families: dict[str, list[str]] = {}
     for label in labels:
