@@ -30,7 +30,16 @@ Schedules:
   * ``gap="variational"``: the running variational estimate −L_α (a lower bound on
     R_α(p_data ‖ p_θt)), measured after every optimisation step. It is 0 at the start of
     every iteration (θ = θt gives zero rewards) and grows as θ learns, so use it with
-    ``normalizer="max"``.
+    ``normalizer="max"`` or ``update="iteration"``.
+  * ``gap="margin"``: the running reward margin β·(mean log p_θ/p_θt of the annotated
+    responses − mean of the synthetic ones) of the last optimisation batch (TRL's
+    ``rewards/margins``; every pair loss reports it). Like −L_α it is 0 at the start of an
+    iteration and grows as θ separates the two sides.
+  * ``gap="evaluation"``: an evaluation of the model θt entering the iteration, the metric
+    named by ``gap_metric`` (default ``testbed/forward_kl``, the exact forward KL on the
+    testbed: an *oracle* no real run has). The self-play loop measures it before each
+    iteration's training (:mod:`iris.selfplay`); used alone, the trainer measures nothing
+    for it.
 
   D̂₀ is the first gap observed (``normalizer="first"``, objective.md's formula) or the
   largest gap observed so far (``normalizer="max"``); a non-positive D̂₀ maps a positive
@@ -98,10 +107,14 @@ class Measurement:
         reference_gap: D̂ = mean per-token log p_θt(y') − mean per-token log p_θt(y)
             (synthetic minus annotated under the opponent θt), once per iteration.
         variational_gap: −L_α over the last optimisation batch (IRIS only).
+        margin_gap: the reward margin (annotated minus synthetic) of the last batch.
+        evaluated_gap: the evaluated distance of θt to the data (the self-play loop's).
     """
 
     reference_gap: float | None = None
     variational_gap: float | None = None
+    margin_gap: float | None = None
+    evaluated_gap: float | None = None
 
 
 def _finite(value: float, name: str) -> float:
@@ -254,6 +267,7 @@ class AdaptiveSchedule(AlphaSchedule):
     normalizer: str = "first"
     smoothing: float = 0.0
     update: str = "step"
+    gap_metric: str = "testbed/forward_kl"  # read with gap="evaluation" only
     # State (not constructor arguments).
     initial_gap: float | None = field(default=None, init=False)
     current_gap: float | None = field(default=None, init=False)
@@ -272,6 +286,8 @@ class AdaptiveSchedule(AlphaSchedule):
     _GAPS: ClassVar[dict[str, str]] = {
         "reference": "reference_gap",
         "variational": "variational_gap",
+        "margin": "margin_gap",
+        "evaluation": "evaluated_gap",
     }
 
     def __post_init__(self) -> None:
@@ -361,6 +377,7 @@ class AdaptiveSchedule(AlphaSchedule):
             "normalizer": self.normalizer,
             "smoothing": self.smoothing,
             "update": self.update,
+            **({"gap_metric": self.gap_metric} if self.gap == "evaluation" else {}),
         }
 
 

@@ -68,6 +68,8 @@ HELDOUT_RECORDS = "heldout.jsonl"
 DATA_STATS = "stats.json"
 # iter_<t>/: the training rows as an Arrow dataset every rank reads (removed once trained).
 TRAIN_DATASET = "train_dataset"
+# The evaluation of θt measured before training iteration t (α schedules with gap="evaluation").
+ENTERING_EVAL = "entering_eval"
 
 
 def _distributed_state():
@@ -355,17 +357,26 @@ def _check_sources(config: SelfPlayConfig) -> None:
             raise ConfigError(f"generation.given[{t}]: {source} does not exist")
 
 
-def _check_training(config: SelfPlayConfig) -> None:
+def _check_training(config: SelfPlayConfig, evaluator: Evaluator | None = None) -> None:
     """Build every iteration's trainer config once, before any stage (seconds, not hours)."""
     import warnings
 
     from transformers.integrations import get_reporting_integration_callbacks
     from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
+    from iris.schedules import make_schedule
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for t in range(config.iterations):
             args = trainer_args(config, t, Path(config.output_dir) / f"iter_{t}")
+            schedule = getattr(args, "alpha_schedule", None)
+            measured = make_schedule(schedule).measurements() if schedule is not None else ()
+            if "evaluated_gap" in measured and evaluator is None:
+                raise ConfigError(
+                    "training.alpha_schedule: gap 'evaluation' measures θt with the run's "
+                    "evaluator, and this run has none (set evaluation.kind)"
+                )
     unset_hf_deepspeed_config()  # a DeepSpeed launch's args register ZeRO-3 loading globally
     for callback in get_reporting_integration_callbacks(args.report_to):
         try:
@@ -397,6 +408,27 @@ def _shared_dataset(state, directory: Path, build: Callable[[], list[dict[str, A
     return datasets.load_from_disk(str(directory))
 
 
+def _entering_gap(
+    config: SelfPlayConfig, run: RunDir, state, iteration: int, evaluator: Evaluator, metric: str
+) -> float:
+    """The evaluator's ``metric`` of θt, the model entering ``iteration``: the measurement of
+    an α schedule with ``gap="evaluation"`` (an oracle on the testbed). Evaluated once by the
+    main process into ``iter_<t>/entering_eval/`` and read back by every process."""
+    out = run.iteration_dir(iteration) / ENTERING_EVAL
+    path = out / "gap.json"
+    if state.is_main_process and not path.is_file():
+        model_path, _ = _model_path(config, run, iteration)
+        scores = evaluator.evaluate(Path(model_path), iteration=iteration, output_dir=out)
+        if metric not in scores:
+            raise ConfigError(
+                f"training.alpha_schedule.gap_metric: the evaluator reports no {metric!r} "
+                f"(it reports {', '.join(sorted(scores))})"
+            )
+        atomic_write_json(path, {"metric": metric, "value": scores[metric]})
+    state.wait_for_everyone()
+    return float(read_json(path)["value"])
+
+
 def _stage_train(
     config: SelfPlayConfig,
     run: RunDir,
@@ -405,6 +437,7 @@ def _stage_train(
     records: Sequence[Mapping[str, Any]],
     tokenizer,
     proto: Mapping[str, Mapping[str, Any]] | None,
+    evaluator: Evaluator | None = None,
 ):
     """Train θt+1 from θt; returns the trained model (in memory) or None if skipped."""
     if _stage_done(run, state, "train", iteration):
@@ -413,7 +446,7 @@ def _stage_train(
     from transformers import AutoModelForCausalLM
     from transformers.trainer_utils import get_last_checkpoint
 
-    from iris.schedules import make_schedule
+    from iris.schedules import Measurement, make_schedule
     from iris.trainer import SCHEDULE_FILE, IrisTrainer
 
     iteration_dir = run.iteration_dir(iteration)
@@ -446,6 +479,10 @@ def _stage_train(
             previous = _schedule_state(run, iteration)
             if previous is not None:
                 schedule.load_state_dict(previous.get("state", {}))
+            if "evaluated_gap" in schedule.measurements():
+                assert evaluator is not None  # checked by run_selfplay before any stage
+                gap = _entering_gap(config, run, state, iteration, evaluator, schedule.gap_metric)
+                schedule.observe(Measurement(evaluated_gap=gap))
         model = AutoModelForCausalLM.from_pretrained(model_path, revision=revision, dtype=dtype)
         trainer = IrisTrainer(
             model,
@@ -627,7 +664,7 @@ def run_selfplay(
             f"(iterations: {config.iterations})"
         )
     _check_sources(config)
-    _check_training(config)
+    _check_training(config, evaluator)
     if stage in ("generate", "proto") and not _is_supervised(config):
         try:  # a generation job needs its backend; the other stages' jobs do not
             resolve_backend_name(config.generation.backend)
@@ -692,7 +729,7 @@ def run_selfplay(
             )
         model = None
         if skip.allows(run, "train", t):
-            model = _stage_train(config, run, state, t, records, tokenizer, proto)
+            model = _stage_train(config, run, state, t, records, tokenizer, proto, evaluator)
         wants_eval = evaluator is not None and evaluator.should_run(t, config.iterations)
         if wants_eval and (skip.stage in (None, "eval")) and skip.allows(run, "eval", t):
             _stage_eval(config, run, state, t, evaluator, model, tokenizer)

@@ -130,9 +130,11 @@ def test_the_testbed_evaluator_reports_the_exact_gaps(monkeypatch):
     for alpha in REPORTED_ALPHAS:
         assert metrics[renyi_gap_key(alpha)] == renyi_gap(data, model, alpha)
     assert [renyi_gap_key(a) for a in REPORTED_ALPHAS] == [
+        "renyi_gap/alpha=0.25",
         "renyi_gap/alpha=0.5",
         "renyi_gap/alpha=1",
         "renyi_gap/alpha=2",
+        "renyi_gap/alpha=4",
     ]
     # At α = 1 the joint gap is the (prompt-averaged) forward KL.
     assert metrics["renyi_gap/alpha=1"] == pytest.approx(metrics["forward_kl"], rel=1e-13)

@@ -199,3 +199,20 @@ def test_adaptive_per_iteration_with_the_reference_gap():
     assert schedule.alpha(Progress(0, 4, iteration=1)) == pytest.approx(0.5 + 1.5 * 0.25)
     with pytest.raises(ValueError, match="update"):
         make_schedule({"name": "adaptive", "update": "epoch"})
+
+
+@pytest.mark.parametrize(("gap", "field"), [("margin", "margin_gap"), ("evaluation", "evaluated_gap")])
+def test_adaptive_margin_and_evaluated_gaps_read_their_own_measurement(gap, field):
+    """gap="margin" reads the trained reward margin, gap="evaluation" the evaluated gap of θt
+    (the oracle the self-play loop measures); each ignores the other measurements."""
+    schedule = make_schedule({"name": "adaptive", "gap": gap, "update": "iteration"})
+    assert schedule.measurements() == {field}
+    schedule.observe(Measurement(reference_gap=9.0, variational_gap=9.0))  # not its gap
+    assert schedule.current_gap is None
+    schedule.observe(Measurement(**{field: 0.8}))
+    assert schedule.alpha(Progress(0, 4, iteration=0)) == 2.0  # D̂₀ = 0.8
+    schedule.observe(Measurement(**{field: 0.2}))
+    assert schedule.alpha(Progress(0, 4, iteration=1)) == pytest.approx(0.5 + 1.5 * 0.25)
+    config = schedule.config()
+    assert ("gap_metric" in config) == (gap == "evaluation")
+    assert make_schedule(config).config() == config

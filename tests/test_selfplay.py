@@ -314,6 +314,21 @@ def test_given_synthetic_responses_are_checked_before_any_stage(workspace, tmp_p
     assert not run.stage_done("generate", 0) and not run.iteration_dir(0, create=False).exists()
 
 
+def test_an_evaluated_gap_schedule_needs_an_evaluator_before_any_stage(workspace, tmp_path, capsys):
+    config = write_config(workspace, "oracle")
+    config.write_text(
+        config.read_text().replace(
+            "  disable_tqdm: true",
+            "  disable_tqdm: true\n  alpha_schedule: {name: adaptive, gap: evaluation, update: iteration}",
+        )
+    )
+    out = tmp_path / "run"
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "gap 'evaluation'" in err and "evaluation.kind" in err and "Traceback" not in err
+    assert not RunDir(out).stage_done("data")
+
+
 def test_tensorboard_events_hold_the_iris_metrics(workspace, tmp_path):
     """report_to: [tensorboard] (the paper configs' tracker) writes α, ESS/n and −L_α live."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

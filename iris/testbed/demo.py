@@ -64,8 +64,6 @@ METHODS: dict[str, dict[str, Any]] = {
 }
 # Annotated samples of a method, as a multiple of DemoSettings.n_annotated (nested subsets).
 DATA_FACTORS = {"sft-8x": 8}
-# T-SPIN's anchor weight is 0 at iteration 0 (the proto responses are θ0's own).
-PER_ITERATION = {"tspin": {"lam": lambda t: 0.0 if t == 0 else 0.1}}
 # Losses whose objective is not a function of β·logratio take no β.
 _NO_BETA = {"sft", "tspin"}
 
@@ -132,10 +130,10 @@ def run_config(
     training = {**_shared_training(settings), **methods[method]}
     if methods[method]["loss"] not in _NO_BETA:
         training["beta"] = settings.beta
-    per_iteration = {
-        key: [value(t) for t in range(settings.iterations)]
-        for key, value in PER_ITERATION.get(method, {}).items()
-    }
+    per_iteration = {}
+    if methods[method]["loss"] == "tspin":  # its anchor weight is 0 at iteration 0: the
+        lam = methods[method]["lam"]  # proto responses are θ0's own
+        per_iteration["lam"] = [0.0 if t == 0 else lam for t in range(settings.iterations)]
     n_train = settings.n_annotated * DATA_FACTORS.get(method, 1)
     return {
         "model": {"name_or_path": str(start)},
@@ -211,7 +209,7 @@ def warm_start(settings: DemoSettings, out: Path) -> tuple[Path, Path, dict[str,
     if not data.is_file():
         pool = settings.n_annotated * max(DATA_FACTORS.get(m, 1) for m in settings.methods)
         write_annotated(target, pool, data, seed=settings.target.seed + 1)
-    if not (start / "model.safetensors").is_file() or not metrics_path.is_file():
+    if not (start / "model.safetensors").is_file():
         from datasets import Dataset
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -241,7 +239,13 @@ def warm_start(settings: DemoSettings, out: Path) -> tuple[Path, Path, dict[str,
         trainer = train_sft(model, tokenizer, dataset, args, resume=False, desc="[demo] warm start")
         trainer.save_model(str(start))
         tokenizer.save_pretrained(str(start))
-        scores = TestbedEvaluator(target=settings.target.to_dict()).score(trainer.model, tokenizer)
+        metrics_path.unlink(missing_ok=True)  # scored below, as the saved model
+    if not metrics_path.is_file():  # scored from the saved model (alone if only this is missing)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(start)
+        tokenizer = AutoTokenizer.from_pretrained(start)
+        scores = TestbedEvaluator(target=settings.target.to_dict()).score(model, tokenizer)
         atomic_write_json(metrics_path, scores)
     return data, start, read_json(metrics_path)
 
@@ -254,29 +258,47 @@ def collect(
     seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Per (method, seed, iteration) testbed metrics and the last logged α / ESS of each iteration."""
-    runs: dict[str, dict[int, list[dict[str, float]]]] = {}
-    for method in settings.methods:
-        per_seed: dict[int, list[dict[str, float]]] = {}
-        for seed in range(settings.seeds) if seeds is None else seeds:
-            run = RunDir(runs_root / method / f"seed{seed}", main_process=False)  # read only
-            rows = []
-            for t in range(settings.iterations):
-                summary = run.eval_dir(t) / f"{SUMMARY_NAME}.summary.json"
-                flat = read_json(summary)["flat"] if summary.is_file() else {}
-                row = {m: float(flat.get(f"testbed/{m}", math.nan)) for m in metrics}
-                row.update(_training_diagnostics(run.metrics_path(t)))
-                rows.append(row)
-            per_seed[seed] = rows
-        runs[method] = per_seed
-    return runs
+    return {
+        method: {
+            seed: collect_run(runs_root / method / f"seed{seed}", settings.iterations, metrics)
+            for seed in (range(settings.seeds) if seeds is None else seeds)
+        }
+        for method in settings.methods
+    }
+
+
+def collect_run(
+    path: Path, iterations: int, metrics: Sequence[str] = METRICS
+) -> list[dict[str, float]]:
+    """One run's rows, one per iteration: its testbed metrics and training diagnostics."""
+    run = RunDir(path, main_process=False)  # read only
+    rows = []
+    for t in range(iterations):
+        summary = run.eval_dir(t) / f"{SUMMARY_NAME}.summary.json"
+        flat = read_json(summary)["flat"] if summary.is_file() else {}
+        row = {m: float(flat.get(f"testbed/{m}", math.nan)) for m in metrics}
+        row.update(_training_diagnostics(run.metrics_path(t)))
+        rows.append(row)
+    return rows
+
+
+# Gap signals an α schedule can use, as logged by the trainer: name → (metric, reading).
+# "end": mean over the last quarter of the iteration's logged steps (where the trained
+# estimate has settled); "first": the first step's value (measured once per iteration).
+GAP_SIGNALS = {
+    "variational_estimate": ("objective/variational_estimate", "end"),
+    "reward_margin": ("rewards/margins", "end"),
+    "reference_gap": ("gap/reference", "first"),
+}
 
 
 def _training_diagnostics(path: Path) -> dict[str, float]:
-    """Mean α and ESS/n of the generated weights over an iteration's logged steps."""
-    out = {"alpha": math.nan, "generated_ess_fraction": math.nan, "real_ess_fraction": math.nan}
+    """Mean α and ESS/n over an iteration's logged steps, and its gap signals."""
+    names = ("alpha", "generated_ess_fraction", "real_ess_fraction", *GAP_SIGNALS)
+    out = dict.fromkeys(names, math.nan)
     if not path.is_file():
         return out
-    steps = read_jsonl(path)
+    steps = [s for s in read_jsonl(path) if "loss" in s]  # per-step rows, not the summary
     for key, name in (
         ("alpha", "alpha"),
         ("weights/generated_ess_fraction", "generated_ess_fraction"),
@@ -285,6 +307,11 @@ def _training_diagnostics(path: Path) -> dict[str, float]:
         values = [s[key] for s in steps if key in s]
         if values:
             out[name] = float(np.mean(values))
+    for name, (key, reading) in GAP_SIGNALS.items():
+        values = [s[key] for s in steps if key in s]
+        if values:
+            end = values[-max(1, len(values) // 4) :]
+            out[name] = float(values[0] if reading == "first" else np.mean(end))
     return out
 
 

@@ -809,7 +809,10 @@ class IrisTrainer(DPOTrainer):
             self._step_metrics[mode][name].append(value)
         if mode == "train" and self.alpha_schedule is not None:
             self.alpha_schedule.observe(
-                Measurement(variational_gap=metrics.get("objective/variational_estimate"))
+                Measurement(
+                    variational_gap=metrics.get("objective/variational_estimate"),
+                    margin_gap=metrics["rewards/margins"],
+                )
             )
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
