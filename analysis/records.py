@@ -136,13 +136,14 @@ class RunInfo:
     model: str
     loss: str
     method: str
-    alpha: float
-    schedule: str | None
-    schedule_config: Mapping[str, Any] | None
-    seed: int | None
-    n_train: int | None
-    config: Mapping[str, Any]
-    completed: Mapping[str, tuple[int, ...]]  # stage -> iterations with a <stage>.DONE marker
+    alpha: float = math.nan
+    schedule: str | None = None
+    schedule_config: Mapping[str, Any] | None = None
+    seed: int | None = None
+    n_train: int | None = None
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # stage -> iterations with a <stage>.DONE marker
+    completed: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     non_result_keys: tuple[str, ...] = ()
     series: str = ""  # the curve it belongs to in a figure (see Records.series_labels)
 
@@ -264,6 +265,11 @@ def format_n(n: int | None) -> str:
     if n is None:
         return "—"
     return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def short_model(model: str) -> str:
+    """The last path component of a model name or folder."""
+    return model.rstrip("/").rsplit("/", 1)[-1]
 
 
 def method_label(loss: str, alpha: float = math.nan, schedule: str | None = None) -> str:
@@ -389,24 +395,18 @@ class _Loader:
     def __init__(self, root: Path, strict: bool) -> None:
         self.root = root
         self.strict = strict
-        self.problems: list[str] = []
+        self.problems: dict[str, type[Warning]] = {}  # message → warning category, in order
         self.suites: dict[str, SuiteInfo] = {}
-        self.warnings: list[tuple[str, type[Warning]]] = []
 
     def missing(self, message: str) -> None:
         """A number read as NaN: warned about at the end of loading (strict: raised now)."""
         if self.strict:
             raise MissingValueError(message)
-        self._report(message, MissingValueWarning)
+        self.problems.setdefault(message, MissingValueWarning)
 
     def note(self, message: str) -> None:
         """A problem that is not a missing number (warned about, never raised)."""
-        self._report(message, UserWarning)
-
-    def _report(self, message: str, category: type[Warning]) -> None:
-        if message not in self.problems:
-            self.problems.append(message)
-            self.warnings.append((message, category))
+        self.problems.setdefault(message, UserWarning)
 
     def run_info(self, path: Path) -> RunInfo | None:
         relative = path.relative_to(self.root).as_posix() if path != self.root else path.name
@@ -459,22 +459,9 @@ class _Loader:
         model = next(
             (read_json(c).get("_name_or_path") for c in configs if c.is_file()), None
         ) or str(relative)
-        rows = self.log_history(path)
-        loss = "dpo" if any("rewards/chosen" in row for row in rows) else "trl"
-        return RunInfo(
-            run=relative,
-            path=path,
-            model=model,
-            loss=loss,
-            method=method_label(loss),
-            alpha=math.nan,
-            schedule=None,
-            schedule_config=None,
-            seed=None,
-            n_train=None,
-            config={},
-            completed={"train": (0,)} if state else {},
-        )
+        loss = "dpo" if any("rewards/chosen" in row for row in self.log_history(path)) else "trl"
+        completed = {"train": (0,)} if state else {}
+        return RunInfo(relative, path, model, loss, method_label(loss), completed=completed)
 
     def log_history(self, path: Path) -> list[dict[str, Any]]:
         state = _trainer_state(path)
@@ -542,16 +529,14 @@ class _Loader:
             raise ValueError(f"{path}: no 'flat' mapping of metric values")
         info = self.suites.setdefault(suite, SuiteInfo(suite))
         tasks = summary.get("tasks") if isinstance(summary.get("tasks"), Mapping) else {}
-        keys: dict[str, None] = {}
-        for task, entry in tasks.items():
-            if isinstance(entry, Mapping) and "metric" in entry:
-                keys.setdefault(f"{task}/{entry['metric']}", None)
-                if entry.get("label"):
-                    info.labels.setdefault(f"{task}/{entry['metric']}", str(entry["label"]))
-        keys.update(dict.fromkeys(map(str, flat)))
-        if "average" in keys:  # the average goes last
-            del keys["average"]
-            keys["average"] = None
+        listed = {
+            f"{task}/{entry['metric']}": entry.get("label")
+            for task, entry in tasks.items()
+            if isinstance(entry, Mapping) and "metric" in entry
+        }
+        info.labels = {k: str(label) for k, label in listed.items() if label} | info.labels
+        keys = list(dict.fromkeys([*listed, *map(str, flat)]))
+        keys.sort(key=lambda key: key == "average")  # the average goes last
         # A suite of distances (the testbed) has no benchmark average: it writes NaN there
         # by design, and a sampled (not exact) testbed evaluation only estimates the forward
         # KL; those NaNs are kept as NaN rows but are not reported as missing.
@@ -624,19 +609,14 @@ def _disambiguate(runs: list[RunInfo]) -> list[RunInfo]:
             parts = [f"{k}={flat.get(k, '<unset>')}" for k in differing]
             renamed[r.run] = f"{r.method} [{', '.join(parts)}]"
     runs = [dataclasses.replace(r, method=renamed.get(r.run, r.method)) for r in runs]
-    models = {run.model for run in runs}
-    sizes: dict[tuple[str, str], set] = {}
-    for run in runs:
-        sizes.setdefault((run.model, run.method), set()).add(run.n_train)
-    series = {}
-    for run in runs:
-        label = run.method
-        if len(sizes[(run.model, run.method)]) > 1:
-            label += f" (n={format_n(run.n_train)})"
-        if len(models) > 1:
-            label += f" · {run.model.rstrip('/').rsplit('/', 1)[-1]}"
-        series[run.run] = label
-    return [dataclasses.replace(r, series=series[r.run]) for r in runs]
+    several_models = len({run.model for run in runs}) > 1
+
+    def series(run: RunInfo) -> str:
+        sizes = {r.n_train for r in runs if (r.model, r.method) == (run.model, run.method)}
+        label = run.method + (f" (n={format_n(run.n_train)})" if len(sizes) > 1 else "")
+        return label + (f" · {short_model(run.model)}" if several_models else "")
+
+    return [dataclasses.replace(r, series=series(r)) for r in runs]
 
 
 def _config_value(value: Any) -> Any:
@@ -661,7 +641,7 @@ def load_runs(root: str | os.PathLike, *, strict: bool = False) -> Records:
         fields = {f: getattr(info, f) for f in columns[:8]}
         fields |= {k: _config_value(flat.get(k)) for k in config_keys}
         frames.append(rows.assign(**fields).assign(series=info.series))
-    for message, category in loader.warnings:
+    for message, category in loader.problems.items():
         warnings.warn(message, category, stacklevel=2)
     frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if frames else None
     if frame is None or frame.empty:

@@ -19,7 +19,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from .records import EVAL, MissingValueWarning, NoData, Records, RunInfo, format_n, method_sort_key
+from .records import (
+    EVAL,
+    MissingValueWarning,
+    NoData,
+    Records,
+    RunInfo,
+    format_n,
+    method_sort_key,
+    short_model,
+)
 from .reference import FINAL, Reference, load_reference
 
 __all__ = [
@@ -62,26 +71,13 @@ def seed_stat(values: Sequence[float], *, scale: float = 1.0) -> Stat:
     return Stat(float(array.mean(skipna=False)), float(std), int(array.size))
 
 
-def _short_model(model: str) -> str:
-    return model.rstrip("/").rsplit("/", 1)[-1]
-
-
 # character → LaTeX, as space-separated pairs
-_LATEX_SPECIAL = dict(
-    zip(
-        *[
-            iter(
-                r"""
+_LATEX_PAIRS = r"""
 \ \textbackslash{} & \& % \% $ \$ # \# _ \_ { \{ } \} ~ \textasciitilde{} ^ \textasciicircum{}
 α $\alpha$ β $\beta$ μ $\mu$ θ $\theta$ Δ $\Delta$ ± $\pm$ — --- – -- → $\to$ ‖ $\|$ − $-$
 σ $\sigma$ τ $\tau$ · $\cdot$ ≈ $\approx$ ⁺ $^{+}$ ⁻ $^{-}$ ′ '
 """.split()
-            )
-        ]
-        * 2,
-        strict=True,
-    )
-)
+_LATEX = str.maketrans(dict(zip(_LATEX_PAIRS[::2], _LATEX_PAIRS[1::2], strict=True)))
 
 
 def latex_escape(text: str) -> str:
@@ -90,7 +86,7 @@ def latex_escape(text: str) -> str:
     >>> latex_escape("IRIS α=2 & 5%")
     'IRIS $\\alpha$=2 \\& 5\\%'
     """
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+    return text.translate(_LATEX)
 
 
 @dataclasses.dataclass
@@ -132,16 +128,11 @@ class Table:
         if self.caption:
             lines += [f"**{self.caption}**", ""]
         lines.append("| " + " | ".join(self.header) + " |")
-        lines.append(
-            "|"
-            + "|".join(":--" if i < self.n_keys else "--:" for i in range(len(self.header)))
-            + "|"
-        )
+        align = [":--"] * self.n_keys + ["--:"] * (len(self.header) - self.n_keys)
+        lines.append("|" + "|".join(align) + "|")
         for row in self.rows:
             lines.append("| " + " | ".join(self._number(c, latex=False) for c in row) + " |")
-        if self.notes:
-            lines.append("")
-            lines += [f"{note}" for note in self.notes]
+        lines += ["", *self.notes] if self.notes else []
         return "\n".join(lines) + "\n"
 
     def to_latex(self) -> str:
@@ -162,11 +153,10 @@ class Table:
 
     def write(self, out_dir: str | Path, name: str) -> list[Path]:
         """Write ``<name>.md`` and ``<name>.tex``; returns both paths."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = [out / f"{name}.md", out / f"{name}.tex"]
-        paths[0].write_text(self.to_markdown(), encoding="utf-8")
-        paths[1].write_text(self.to_latex(), encoding="utf-8")
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        paths = [Path(out_dir, f"{name}.md"), Path(out_dir, f"{name}.tex")]
+        for path, text in zip(paths, (self.to_markdown(), self.to_latex()), strict=True):
+            path.write_text(text, encoding="utf-8")
         return paths
 
 
@@ -216,9 +206,8 @@ def _seed_stats(
                 _warn(f"{run} iteration {t}: {suite} summary lacks {metric}; read as NaN")
     wide = values.unstack("metric").reindex(columns=list(metrics))
     grid = wide.reindex(pd.MultiIndex.from_tuples([i[1:] for i in index])) * scale
-    grid["group"] = [i[0] for i in index]
-    grid["iteration"] = [i[2] for i in index]
-    return grid.groupby(["group", "iteration"], sort=False)[list(metrics)].agg(seed_stat), groups
+    grid.index = pd.MultiIndex.from_tuples([(group, t) for group, _, t in index])
+    return grid.groupby(level=[0, 1], sort=False).agg(seed_stat), groups
 
 
 def benchmark_table(
@@ -259,27 +248,19 @@ def benchmark_table(
     )
     rows: list[list[Cell]] = []
     row_keys: list[tuple] = []
-    group_starts: list[int] = []
-    previous: dict[tuple, Stat] = {}
-    for group, t in stats.index:
+    previous: dict[tuple, Stat] = {}  # each group's cell of the Δ column at its last row
+    for (group, t), stat in stats.iterrows():
         model, n_train, method = group
-        if group not in previous:
-            group_starts.append(len(rows))
-        cells: list[Cell] = [Text(_short_model(model))] if len(models) > 1 else []
-        cells += [Text(format_n(n_train))] if len(sizes) > 1 else []
-        cells += [Text(method), Text(str(t)), Text(str(len(groups[group])))]
-        cells += [stats.loc[(group, t), m] for m in metrics]
+        keys = [short_model(model)] * (len(models) > 1) + [format_n(n_train)] * (len(sizes) > 1)
+        cells = [Text(k) for k in [*keys, method, str(t), str(len(groups[group]))]] + list(stat)
         if delta:
-            now = stats.loc[(group, t), delta]
             before = previous.get(group)
-            cells.append(
-                Text(NOT_APPLICABLE)
-                if before is None
-                else Stat(now.mean - before.mean, signed=True)
-            )
-        previous[group] = now if delta else Stat(math.nan)
+            change = None if before is None else Stat(stat[delta].mean - before.mean, signed=True)
+            cells.append(change or Text(NOT_APPLICABLE))
+            previous[group] = stat[delta]
         rows.append(cells)
         row_keys.append((model, n_train, method, t))
+    group_starts = [i for i, key in enumerate(row_keys) if i == 0 or key[:3] != row_keys[i - 1][:3]]
     unit = "%" if scale == 100 else ""
     delta_text = (
         f"Δ: change of {'the average' if delta == 'average' else label(delta)} from the method's "
