@@ -488,8 +488,9 @@ def data_efficiency(
     ax.set_ylabel(ylabel)
     if not higher_is_better:
         ax.set_yscale("log")  # a distance: spans decades when a method diverges
-    ax.set_title(
-        f"at {'each run’s last evaluated iteration' if iteration == 'last' else f'iteration {iteration}'}"
+    when = (
+        "each run’s last evaluated iteration" if iteration == "last" else f"iteration {iteration}"
     )
+    ax.set_title(f"at {when}")
     fig.legend(loc="outside right upper")
     return fig

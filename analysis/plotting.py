@@ -108,11 +108,8 @@ def method_colors(records: Records, labels: Iterable[str] | None = None) -> dict
         families.setdefault(family, []).append(label)
     colors: dict[str, Any] = {}
     for family, members in families.items():
-        cmap_name, low, high = _FAMILY_MAPS[family]
-        cmap = matplotlib.colormaps[cmap_name]
-        shades = [0.5 * (low + high)] if len(members) == 1 else np.linspace(low, high, len(members))
-        for label, shade in zip(members, shades, strict=True):
-            colors[label] = cmap(float(shade))
+        shades = [0.5] if len(members) == 1 else np.linspace(0.0, 1.0, len(members))
+        colors |= {m: family_color(family, s) for m, s in zip(members, shades, strict=True)}
     return colors
 
 

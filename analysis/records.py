@@ -242,9 +242,7 @@ class Records(pd.DataFrame):
 
     def series_order(self, labels: Iterable[str] | None = None) -> list[str]:
         """Series labels in the canonical method order (then model, then n)."""
-        first = {}
-        for run in self.runs.values():
-            first.setdefault(run.series, run)
+        first = {run.series: run for run in reversed(self.runs.values())}  # each series' first run
         wanted = set(first) if labels is None else set(labels)
 
         def key(label: str) -> tuple:
@@ -561,8 +559,7 @@ class _Loader:
 
     def run_rows(self, run: RunInfo) -> pd.DataFrame:
         if not (run.path / MANIFEST_NAME).is_file():  # a TRL output folder: one iteration
-            parts = [self.metrics(run.path, self.log_history(run.path)).assign(iteration=0)]
-            return pd.concat(parts, ignore_index=True)
+            return self.metrics(run.path, self.log_history(run.path)).assign(iteration=0)
         parts = []
         iterations = sorted(
             int(p.name[5:]) for p in run.path.glob("iter_*") if p.is_dir() and p.name[5:].isdigit()

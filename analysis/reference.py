@@ -82,9 +82,12 @@ class Reference:
 
 _SOURCE_KEYS = {"citation", "url", "location", "short"}
 _ENTRY_KEYS = {"key", "source", "suite", "model", "method", "label", "values", "n_train", "note"}
+_ENTRY_TEXT = ("key", "source", "suite", "method", "label")  # required, read as text
 
 
-def _check_keys(where: str, data: Mapping[str, Any], allowed: set[str], required: set[str]) -> None:
+def _check_keys(where: str, data: Any, allowed: set[str], required: set[str]) -> None:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected a mapping")
     unknown = set(data) - allowed
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -101,45 +104,24 @@ def load_reference(path: str | Path | None = None) -> Reference:
         raise ValueError(f"{path}: expected a mapping with 'sources' and 'entries'")
     sources: dict[str, Source] = {}
     for key, raw in (data.get("sources") or {}).items():
-        where = f"{path}: sources.{key}"
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"{where}: expected a mapping")
-        _check_keys(where, raw, _SOURCE_KEYS, _SOURCE_KEYS)
+        _check_keys(f"{path}: sources.{key}", raw, _SOURCE_KEYS, _SOURCE_KEYS)
         sources[key] = Source(key=key, **{k: str(raw[k]).strip() for k in _SOURCE_KEYS})
     entries: list[ReferenceEntry] = []
     for index, raw in enumerate(data.get("entries") or []):
         where = f"{path}: entries[{index}]"
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"{where}: expected a mapping")
-        _check_keys(
-            where, raw, _ENTRY_KEYS, {"key", "source", "suite", "method", "label", "values"}
-        )
+        _check_keys(where, raw, _ENTRY_KEYS, {*_ENTRY_TEXT, "values"})
         if raw["source"] not in sources:
             raise ValueError(f"{where}: unknown source {raw['source']!r}; known: {sorted(sources)}")
         values: dict[int | str, float] = {}
         for it, value in (raw["values"] or {}).items():
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-            ):
+            if type(value) not in (int, float) or not math.isfinite(value):  # (a bool is no number)
                 raise ValueError(f"{where}: value of {it!r} must be a finite number, got {value!r}")
             values[it if isinstance(it, int) else str(it)] = float(value)
         if not values:
             raise ValueError(f"{where}: no values")
-        entries.append(
-            ReferenceEntry(
-                key=str(raw["key"]),
-                source=str(raw["source"]),
-                suite=str(raw["suite"]),
-                model=raw.get("model"),
-                method=str(raw["method"]),
-                label=str(raw["label"]),
-                values=values,
-                n_train=raw.get("n_train"),
-                note=str(raw.get("note") or ""),
-            )
-        )
+        options = {"n_train": raw.get("n_train"), "note": str(raw.get("note") or "")}
+        text = {k: str(raw[k]) for k in _ENTRY_TEXT}
+        entries.append(ReferenceEntry(**text, model=raw.get("model"), values=values, **options))
     keys = [e.key for e in entries]
     if len(set(keys)) != len(keys):
         raise ValueError(f"{path}: duplicate entry keys")

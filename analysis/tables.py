@@ -340,33 +340,26 @@ def reference_table(
         ]
         source = Text(reference.sources[entry.source].short)
         for iteration, published in entry.values.items():
-            found = []  # (iteration label, our method, seeds, our cell): one per matching group
+            found = []  # (iteration label, our method, seeds, ours, difference) per matching group
             for group, members in matched:
                 evaluated = [t for g, t in stats.index if g == group]
                 t = evaluated[-1] if iteration == FINAL and evaluated else iteration
                 if isinstance(t, int) and t in evaluated:
+                    ours = stats.loc[(group, t), metric]
                     label = f"{iteration} ({t})" if iteration == FINAL else str(iteration)
-                    found.append(
-                        (label, group[2], str(len(members)), stats.loc[(group, t), metric])
-                    )
-            for label, method, seeds, ours in found or [(str(iteration), None, NO_RUN, None)]:
-                difference = (
-                    Text(NO_RUN) if ours is None else Stat(ours.mean - published, signed=True)
-                )
+                    difference = Stat(ours.mean - published, signed=True)
+                    found.append((label, group[2], str(len(members)), ours, difference))
+            unmatched = (str(iteration), None, NO_RUN, Text(NO_RUN), Text(NO_RUN))
+            for label, method, seeds, ours, difference in found or [unmatched]:
                 cells = [Text(label), Text(method or NO_RUN), Text(seeds), Stat(published)]
-                cells += [ours or Text(NO_RUN), difference, source]
-                rows.append([Text(entry.label), *cells])
+                rows.append([Text(entry.label), *cells, ours, difference, source])
                 row_keys.append((entry.key, iteration, method))
-    used = dict.fromkeys(e.source for e in entries)
+    used = [reference.sources[s] for s in dict.fromkeys(e.source for e in entries)]
     notes = [
         f"{'Values in %; ' if scale == 100 else ''}ours: mean ± sample std over seeds of the {suite} "
         f"{metric}; —: no matching run of this project (the start checkpoint is not evaluated by "
         "the run directories).",
-        *(
-            f"{reference.sources[s].short}: {reference.sources[s].citation} "
-            f"({reference.sources[s].location}; {reference.sources[s].url})"
-            for s in used
-        ),
+        *(f"{s.short}: {s.citation} ({s.location}; {s.url})" for s in used),
     ]
     return Table(
         header=header,
