@@ -153,7 +153,8 @@ def run_config(
     }
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
+    """A study worker process: one core, library notices off."""
     import torch
 
     torch.set_num_threads(1)  # one core per worker
@@ -189,7 +190,7 @@ def run_jobs(jobs: Sequence[dict[str, Any]], *, workers: int, desc: str) -> None
     """Every run config through :func:`_run_one` in worker processes, with a progress bar (ETA)."""
     from tqdm.auto import tqdm
 
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=init_worker) as pool:
         futures = {pool.submit(_run_one, job): job for job in jobs}
         with tqdm(total=len(jobs), desc=desc, unit="run") as bar:
             for future in as_completed(futures):
@@ -315,15 +316,17 @@ def _training_diagnostics(path: Path) -> dict[str, float]:
     return out
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    array = np.asarray(values, dtype=float)
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std over the non-NaN values (NaN when there are none, or one for the std)."""
+    array = np.asarray(values, dtype=np.float64)
     if array.size == 0 or np.isnan(array).all():
         return math.nan, math.nan
-    return float(np.nanmean(array)), float(np.nanstd(array, ddof=1)) if array.size > 1 else math.nan
+    std = float(np.nanstd(array, ddof=1)) if np.count_nonzero(~np.isnan(array)) > 1 else math.nan
+    return float(np.nanmean(array)), std
 
 
 def _cell(values: Sequence[float], digits: int = 3) -> str:
-    mean, std = _mean_std(values)
+    mean, std = mean_std(values)
     if math.isnan(mean):
         return "—"
     return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"

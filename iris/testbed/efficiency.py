@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -50,7 +49,15 @@ from typing import Any
 import numpy as np
 
 from iris.runs import atomic_write_json, atomic_write_text, read_json, to_json
-from iris.testbed.demo import METHODS, DemoSettings, collect, run_config, run_jobs
+from iris.testbed.demo import (
+    METHODS,
+    DemoSettings,
+    collect,
+    init_worker,
+    mean_std,
+    run_config,
+    run_jobs,
+)
 from iris.testbed.study import paired_ci
 from iris.testbed.task import make_testbed_model, write_annotated
 
@@ -125,20 +132,6 @@ def nested_subsets(pool: Path, sizes: Sequence[int], seed: int, directory: Path)
 
 def _sft_done(out: Path) -> bool:
     return (out / "sft.json").is_file() and (out / "model" / "model.safetensors").is_file()
-
-
-def _init_worker() -> None:
-    import logging
-
-    import datasets
-    import torch
-    import transformers
-
-    torch.set_num_threads(1)  # one core per worker
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    transformers.logging.set_verbosity_error()
-    datasets.disable_progress_bars()
-    logging.getLogger("iris").setLevel(logging.WARNING)
 
 
 def _sft_one(job: Mapping[str, Any]) -> str:
@@ -237,7 +230,7 @@ def run_sft_jobs(jobs: Sequence[Mapping[str, Any]], *, workers: int, desc: str) 
     todo = [job for job in jobs if not _sft_done(Path(job["out"]))]
     if not todo:
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=init_worker) as pool:
         futures = [pool.submit(_sft_one, job) for job in todo]
         with tqdm(total=len(todo), desc=desc, unit="model") as bar:
             for future in as_completed(futures):
@@ -286,14 +279,6 @@ def versus_sft(
     return rows
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    array = np.asarray(values, dtype=np.float64)
-    if array.size == 0 or np.isnan(array).all():
-        return math.nan, math.nan
-    std = float(np.nanstd(array, ddof=1)) if np.count_nonzero(~np.isnan(array)) > 1 else math.nan
-    return float(np.nanmean(array)), std
-
-
 def finals(results: Mapping[str, Any], metric: str) -> dict[str, dict[int, dict[int, float]]]:
     """method → n → seed → the final model's ``metric`` (SFT: the early-stopped model)."""
     out: dict[str, dict[int, dict[int, float]]] = {"sft": {}}
@@ -313,12 +298,12 @@ def summarise(results: Mapping[str, Any]) -> dict[str, Any]:
     for metric in DISTANCES:
         for method, by_n in finals(results, metric).items():
             for n, by_seed in by_n.items():
-                mean, std = _mean_std(list(by_seed.values()))
+                mean, std = mean_std(list(by_seed.values()))
                 cell = table.setdefault(method, {}).setdefault(str(n), {})
                 cell[metric] = {"mean": mean, "std": std}
     for n, by_seed in results["sft"].items():
         for key in ("best_epoch", "epochs_trained"):
-            mean, std = _mean_std([r[key] for r in by_seed.values()])
+            mean, std = mean_std([r[key] for r in by_seed.values()])
             table["sft"][n][key] = {"mean": mean, "std": std}
     forward = finals(results, "forward_kl")
     comparisons = {m: versus_sft(forward["sft"], forward[m]) for m in forward if m != "sft"}
@@ -410,7 +395,7 @@ def figure(results: Mapping[str, Any], settings: EfficiencySettings, path: Path)
     fig, ax = plt.subplots(figsize=(6.8, 4.6))
     for i, method in enumerate(forward):  # sft, then the self-play methods
         sizes = sorted(forward[method])
-        stats = [_mean_std(list(forward[method][n].values())) for n in sizes]
+        stats = [mean_std(list(forward[method][n].values())) for n in sizes]
         shift = 2 ** (0.03 * (i - 1))  # a small horizontal offset keeps error bars apart
         ax.errorbar(
             [n * shift for n in sizes],
@@ -424,7 +409,7 @@ def figure(results: Mapping[str, Any], settings: EfficiencySettings, path: Path)
         )
     eight = [n for n in sorted(forward["sft"]) if 8 * n in forward["sft"]]
     if eight:
-        means = [_mean_std(list(forward["sft"][8 * n].values()))[0] for n in eight]
+        means = [mean_std(list(forward["sft"][8 * n].values()))[0] for n in eight]
         ax.plot(eight, means, ":", color="grey", marker="s", ms=4, label="SFT on 8n (drawn at n)")
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(settings.sizes), [str(n) for n in settings.sizes])

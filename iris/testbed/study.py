@@ -48,6 +48,7 @@ from iris.testbed.demo import (
     DemoSettings,
     collect,
     collect_run,
+    mean_std,
     run_config,
     run_jobs,
     warm_start,
@@ -114,7 +115,15 @@ class StudySettings:
 
     @classmethod
     def quick(cls) -> StudySettings:
-        demo = DemoSettings(n_annotated=64, iterations=2, seeds=2, methods=tuple(STUDY_METHODS))
+        methods = (
+            "iris-0.5",
+            "iris-2",
+            "iris-adaptive",
+            "iris-adaptive-margin",
+            "iris-oracle",
+            "spin",
+        )
+        demo = DemoSettings(n_annotated=64, iterations=2, seeds=2, methods=methods)
         return cls(
             demo=demo, tuning_seeds=0, lr_grid=(1e-4, 4e-4), lr_methods=("spin", "tspin-0.1")
         )
@@ -296,24 +305,25 @@ def heatmap(results: Mapping[str, Any], path: Path) -> Path:
     from matplotlib.patches import Rectangle
 
     gaps = list(results["summary"])
+    fixed = [m for m in FIXED if m in results["summary"][gaps[0]]["metrics"]["forward_kl"]]
     values = np.array(
         [
-            [results["summary"][g]["metrics"]["forward_kl"][m]["improvement_mean"] for m in FIXED]
+            [results["summary"][g]["metrics"]["forward_kl"][m]["improvement_mean"] for m in fixed]
             for g in gaps
         ]
     )
     # Colour: Δ relative to the best fixed α of the same warm start (the rows' scales differ).
     relative = values - np.nanmax(values, axis=1, keepdims=True)
-    fig, ax = plt.subplots(figsize=(1.3 * len(FIXED) + 2.6, 0.9 * len(gaps) + 1.8))
+    fig, ax = plt.subplots(figsize=(1.3 * len(fixed) + 2.6, 0.9 * len(gaps) + 1.8))
     image = ax.imshow(relative, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(FIXED)), [f"{a:g}" for a in ALPHAS])
+    ax.set_xticks(range(len(fixed)), [m.removeprefix("iris-") for m in fixed])
     labels = [f"{g}\n(KL₀ {results['warm_starts'][g]['forward_kl']:.3f})" for g in gaps]
     ax.set_yticks(range(len(gaps)), labels)
     ax.set_xlabel("IRIS order α (fixed)")
     ax.set_ylabel("warm start (SFT epochs)")
     low = np.nanmin(relative)
     for i, gap in enumerate(gaps):
-        for j, method in enumerate(FIXED):
+        for j, method in enumerate(fixed):
             dark = relative[i, j] < low / 2
             ax.text(
                 j, i, f"Δ {values[i, j]:+.3f}\n({relative[i, j]:+.3f})", ha="center",
@@ -683,17 +693,10 @@ def fair_lr_table(
         finals = [fair["best"][method][s][-1]["forward_kl"] for s in report]
         versus = "(reference)" if method == "spin" or spin is None else _ci(paired_ci(tuned, spin))
         lines.append(
-            f"| {method} | {best[method]} | {_fmt(*_mean_std(shared))} | {_fmt(*_mean_std(tuned))} | "
+            f"| {method} | {best[method]} | {_fmt(*mean_std(shared))} | {_fmt(*mean_std(tuned))} | "
             f"{np.mean(finals):.3f} | {_ci(paired_ci(tuned, shared))} | {versus} |"
         )
     return "\n".join(lines)
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    array = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(array).all():
-        return -math.inf, math.nan
-    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else math.nan
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -774,9 +777,9 @@ def run_alpha_gap(
     lr_gap = gap_name(settings.lr_warm_start_epochs)
     data, start, scores = starts[lr_gap]
     results["fair_lr"] = run_fair_lr(out, settings, data, start, scores, workers=workers)
-    points = signal_points(results)
-    results["signals"] = {"agreement": signal_agreement(points), "points": points}
-    results["signals"]["best"] = best_signal(results["signals"]["agreement"])
+    points = signal_points(results)  # derived from the runs: not saved again
+    agreement = signal_agreement(points)
+    results["signals"] = {"agreement": agreement, "best": best_signal(agreement)}
     table = results_table(results, settings)
     lr_table = fair_lr_table(results["fair_lr"], scores, settings)
     signal_table = signals_table(results["signals"]["agreement"])
