@@ -83,7 +83,7 @@ def test_adaptive_map_values():
 
 
 def test_adaptive_schedule_uses_its_gap_and_first_observation():
-    schedule = AdaptiveSchedule()  # [0.5, 2], reference gap, D̂₀ = first observation
+    schedule = AdaptiveSchedule(gap="reference", update="step", smoothing=0.0)  # D̂₀ = first
     assert schedule.alpha(Progress(0, 1)) == 2.0  # nothing measured yet
     assert schedule.measurements() == {"reference_gap"}
     schedule.observe(Measurement(reference_gap=0.4))
@@ -95,7 +95,7 @@ def test_adaptive_schedule_uses_its_gap_and_first_observation():
 
 
 def test_adaptive_schedule_max_normalizer_and_smoothing():
-    schedule = AdaptiveSchedule(gap="variational", normalizer="max", smoothing=0.5)
+    schedule = AdaptiveSchedule(gap="variational", normalizer="max", smoothing=0.5, update="step")
     for value in (0.0, 0.4, 0.4):
         schedule.observe(Measurement(variational_gap=value))
     # EMA: 0 → 0.2 → 0.3; D̂₀ = running max of the smoothed gap = 0.3.
@@ -154,7 +154,7 @@ def test_bad_state_and_measurements_are_rejected():
     with pytest.raises(ValueError, match="has no state"):
         ConstantSchedule().load_state_dict({"x": 1})
     with pytest.raises(ValueError, match="finite"):
-        AdaptiveSchedule().observe(Measurement(reference_gap=float("nan")))
+        AdaptiveSchedule(gap="reference").observe(Measurement(reference_gap=float("nan")))
     with pytest.raises(ValueError, match="invalid progress"):
         Progress(step=0, total_steps=0)
 
@@ -171,6 +171,7 @@ def test_adaptive_per_iteration_holds_alpha_and_follows_the_end_of_iteration_gap
             "name": "adaptive",
             "gap": "variational",
             "update": "iteration",
+            "smoothing": 0.0,
             "alpha_min": 0.5,
             "alpha_max": 2.0,
         }
@@ -192,7 +193,7 @@ def test_adaptive_per_iteration_holds_alpha_and_follows_the_end_of_iteration_gap
 
 def test_adaptive_per_iteration_with_the_reference_gap():
     """The reference gap is observed once, before the iteration's first step: α follows it."""
-    schedule = make_schedule({"name": "adaptive", "update": "iteration"})
+    schedule = make_schedule({"name": "adaptive", "gap": "reference", "smoothing": 0.0})
     schedule.observe(Measurement(reference_gap=0.8))
     assert schedule.alpha(Progress(0, 4, iteration=0)) == 2.0  # D̂₀ = 0.8
     schedule.observe(Measurement(reference_gap=0.2))

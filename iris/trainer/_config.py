@@ -95,8 +95,8 @@ class IrisConfig(DPOConfig):
         metadata={
             "help": 'Schedule of α over steps/iterations, as a name or a JSON object {"name": ..., **params}: '
             "'constant' (alpha), 'linear'/'cosine' (start, end, over='steps'|'iterations', num_iterations), "
-            "'adaptive' (alpha_min=0.5, alpha_max=2, gap='reference'|'variational'|'margin'|'evaluation', "
-            "normalizer='first'|'max', smoothing=0, update='step'|'iteration', gap_metric). See iris.schedules. Exclusive with `alpha`."
+            "'adaptive' (alpha_min=0.5, alpha_max=2, gap='margin' (default)|'variational'|'reference'|'evaluation', "
+            "normalizer='first'|'max', smoothing=0.9, update='iteration'|'step', gap_metric). See iris.schedules. Exclusive with `alpha`."
         },
     )
     mu: float | None = field(
