@@ -202,7 +202,9 @@ def test_adaptive_per_iteration_with_the_reference_gap():
         make_schedule({"name": "adaptive", "update": "epoch"})
 
 
-@pytest.mark.parametrize(("gap", "field"), [("margin", "margin_gap"), ("evaluation", "evaluated_gap")])
+@pytest.mark.parametrize(
+    ("gap", "field"), [("margin", "margin_gap"), ("evaluation", "evaluated_gap")]
+)
 def test_adaptive_margin_and_evaluated_gaps_read_their_own_measurement(gap, field):
     """gap="margin" reads the trained reward margin, gap="evaluation" the evaluated gap of θt
     (the oracle the self-play loop measures); each ignores the other measurements."""
