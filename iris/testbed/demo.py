@@ -22,14 +22,14 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from iris.runs import RunDir, atomic_write_json, atomic_write_text, read_json, read_jsonl
+from iris.runs import RunDir, atomic_write_json, atomic_write_text, read_json, read_jsonl, to_json
 from iris.testbed.evaluator import SUMMARY_NAME
 from iris.testbed.task import TargetSpec, make_testbed_model, write_annotated
 
@@ -186,17 +186,57 @@ def _run_one(config: dict[str, Any]) -> str:
     return cfg.output_dir
 
 
-def run_jobs(jobs: Sequence[dict[str, Any]], *, workers: int, desc: str) -> None:
-    """Every run config through :func:`_run_one` in worker processes, with a progress bar (ETA)."""
+def run_jobs(
+    jobs: Sequence[Mapping[str, Any]],
+    *,
+    workers: int,
+    desc: str,
+    work: Callable[[Any], str] | None = None,
+    unit: str = "run",
+) -> None:
+    """Every job through ``work`` (default: a self-play run, :func:`_run_one`) in worker
+    processes, with a progress bar (ETA); ``work`` returns the job's output path."""
     from tqdm.auto import tqdm
 
     with ProcessPoolExecutor(max_workers=workers, initializer=init_worker) as pool:
-        futures = {pool.submit(_run_one, job): job for job in jobs}
-        with tqdm(total=len(jobs), desc=desc, unit="run") as bar:
+        futures = [pool.submit(work or _run_one, job) for job in jobs]
+        with tqdm(total=len(jobs), desc=desc, unit=unit) as bar:
             for future in as_completed(futures):
-                path = Path(future.result())  # its console went to <run dir>.log
+                path = Path(future.result())  # its console went to <path>.log
                 bar.set_postfix_str(f"{path.parent.name}/{path.name}")
                 bar.update()
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` as JSON reads it back (numpy scalars as numbers, keys as strings)."""
+    return json.loads(to_json(value))
+
+
+def claim_output_dir(output_dir: str | Path, settings: Mapping[str, Any], what: str) -> Path:
+    """Create ``output_dir`` for a demo or study of ``settings``; refuse one that holds
+    another ``what`` (its ``settings.json`` differs), so a re-run resumes only its own runs."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "settings.json"
+    if saved.is_file() and read_json(saved) != to_jsonable(settings):
+        raise ValueError(
+            f"{out} holds a {what} with other settings ({saved}); use another --output-dir"
+        )
+    atomic_write_json(saved, settings)
+    return out
+
+
+def save_png(fig, path: Path) -> Path:
+    """Write ``fig`` as a 130-dpi PNG with analysis.plotting's byte-stable metadata; close it."""
+    import matplotlib.pyplot as plt
+
+    from analysis.plotting import save_figure
+
+    fig.tight_layout()
+    with plt.rc_context({"savefig.dpi": 130}):
+        (saved,) = save_figure(fig, path.parent, path.stem, formats=("png",))
+    plt.close(fig)
+    return saved
 
 
 def warm_start(settings: DemoSettings, out: Path) -> tuple[Path, Path, dict[str, float]]:
@@ -291,28 +331,28 @@ GAP_SIGNALS = {
     "reward_margin": ("rewards/margins", "end"),
     "reference_gap": ("gap/reference", "first"),
 }
+# Every training diagnostic of an iteration: the mean α and ESS/n, and the gap signals.
+_DIAGNOSTICS = {
+    "alpha": ("alpha", "mean"),
+    "generated_ess_fraction": ("weights/generated_ess_fraction", "mean"),
+    "real_ess_fraction": ("weights/real_ess_fraction", "mean"),
+    **GAP_SIGNALS,
+}
 
 
 def _training_diagnostics(path: Path) -> dict[str, float]:
-    """Mean α and ESS/n over an iteration's logged steps, and its gap signals."""
-    names = ("alpha", "generated_ess_fraction", "real_ess_fraction", *GAP_SIGNALS)
-    out = dict.fromkeys(names, math.nan)
+    """An iteration's :data:`_DIAGNOSTICS` from its logged steps (NaN where not logged)."""
+    out = dict.fromkeys(_DIAGNOSTICS, math.nan)
     if not path.is_file():
         return out
     steps = [s for s in read_jsonl(path) if "loss" in s]  # per-step rows, not the summary
-    for key, name in (
-        ("alpha", "alpha"),
-        ("weights/generated_ess_fraction", "generated_ess_fraction"),
-        ("weights/real_ess_fraction", "real_ess_fraction"),
-    ):
+    for name, (key, reading) in _DIAGNOSTICS.items():
         values = [s[key] for s in steps if key in s]
-        if values:
-            out[name] = float(np.mean(values))
-    for name, (key, reading) in GAP_SIGNALS.items():
-        values = [s[key] for s in steps if key in s]
-        if values:
-            end = values[-max(1, len(values) // 4) :]
-            out[name] = float(values[0] if reading == "first" else np.mean(end))
+        if not values:
+            continue
+        if reading == "end":
+            values = values[-max(1, len(values) // 4) :]
+        out[name] = float(values[0] if reading == "first" else np.mean(values))
     return out
 
 
@@ -369,15 +409,8 @@ def run_demo(
     unknown = sorted(set(settings.methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown demo methods {unknown}; known: {sorted(METHODS)}")
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(output_dir, settings.to_dict(), "demo")
     started = time.perf_counter()
-    saved = out / "settings.json"
-    if saved.is_file() and read_json(saved) != json.loads(json.dumps(settings.to_dict())):
-        raise ValueError(
-            f"{out} holds a demo with other settings ({saved}); use another --output-dir"
-        )
-    atomic_write_json(saved, settings.to_dict())
 
     log(f"[demo] target: {settings.target.to_dict()}; {settings.n_annotated} annotated responses")
     data, start, start_scores = warm_start(settings, out)

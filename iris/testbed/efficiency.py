@@ -37,26 +37,26 @@ re-renders the same results.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from iris.runs import atomic_write_json, atomic_write_text, read_json, to_json
+from iris.runs import atomic_write_json, atomic_write_text, read_json
 from iris.testbed.demo import (
     METHODS,
     DemoSettings,
+    claim_output_dir,
     collect,
-    init_worker,
     mean_std,
     run_config,
     run_jobs,
+    save_png,
+    to_jsonable,
 )
 from iris.testbed.study import paired_ci
 from iris.testbed.task import make_testbed_model, write_annotated
@@ -221,22 +221,6 @@ def _train_to_convergence(job: Mapping[str, Any], out: Path) -> None:
             "metrics": scores,
         },
     )
-
-
-def run_sft_jobs(jobs: Sequence[Mapping[str, Any]], *, workers: int, desc: str) -> None:
-    """Every unfinished SFT job through :func:`_sft_one` in worker processes (progress bar)."""
-    from tqdm.auto import tqdm
-
-    todo = [job for job in jobs if not _sft_done(Path(job["out"]))]
-    if not todo:
-        return
-    with ProcessPoolExecutor(max_workers=workers, initializer=init_worker) as pool:
-        futures = [pool.submit(_sft_one, job) for job in todo]
-        with tqdm(total=len(todo), desc=desc, unit="model") as bar:
-            for future in as_completed(futures):
-                path = Path(future.result())
-                bar.set_postfix_str(f"{path.parent.name}/{path.name}")
-                bar.update()
 
 
 # --------------------------------------------------------------------------------------
@@ -424,30 +408,12 @@ def figure(results: Mapping[str, Any], settings: EfficiencySettings, path: Path)
         f"mean ± std over {settings.demo.seeds} seeds (paired intervals: results.md)",
         fontsize=11,
     )
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    """Write ``fig`` as PNG with analysis.plotting's byte-stable metadata (as the α-gap
-    study's figures, 130 dpi); close it."""
-    import matplotlib.pyplot as plt
-
-    from analysis.plotting import save_figure
-
-    fig.tight_layout()
-    with plt.rc_context({"savefig.dpi": 130}):
-        (saved,) = save_figure(fig, path.parent, path.stem, formats=("png",))
-    plt.close(fig)
-    return saved
+    return save_png(fig, path)
 
 
 # --------------------------------------------------------------------------------------
 # The study
 # --------------------------------------------------------------------------------------
-
-
-def _to_jsonable(value: Any) -> Any:
-    return json.loads(to_json(value))
 
 
 def run_data_efficiency(
@@ -463,15 +429,8 @@ def run_data_efficiency(
     unknown = sorted(set(demo.methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {sorted(METHODS)}")
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(output_dir, settings.to_dict(), "study")
     started = time.perf_counter()
-    saved = out / "settings.json"
-    if saved.is_file() and read_json(saved) != _to_jsonable(settings.to_dict()):
-        raise ValueError(
-            f"{out} holds a study with other settings ({saved}); use another --output-dir"
-        )
-    atomic_write_json(saved, settings.to_dict())
 
     target = demo.target.build()
     pool, heldout = out / "data" / "pool.jsonl", out / "data" / "heldout.jsonl"
@@ -508,7 +467,8 @@ def run_data_efficiency(
         for s in settings.seed_list
     ]
     log(f"[study] {len(sft_jobs)} SFT models to convergence on {workers} worker(s)")
-    run_sft_jobs(sft_jobs, workers=workers, desc="[study] SFT")
+    todo = [job for job in sft_jobs if not _sft_done(Path(job["out"]))]  # resumable
+    run_jobs(todo, workers=workers, desc="[study] SFT", work=_sft_one, unit="model")
     sft = {
         str(n): {
             str(s): read_json(out / "sft" / f"n{n}" / f"seed{s}" / "sft.json")
@@ -548,8 +508,8 @@ def run_data_efficiency(
             str(n): collect(out / "runs" / f"n{n}", demo, metrics=DISTANCES) for n in settings.sizes
         },
     }
-    results = _to_jsonable(results)
-    results["summary"] = _to_jsonable(summarise(results))
+    results = to_jsonable(results)
+    results["summary"] = to_jsonable(summarise(results))
     table = results_tables(results["summary"], settings)
     atomic_write_text(
         out / "results.md",

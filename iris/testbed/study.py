@@ -31,7 +31,6 @@ questions on the same runs:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -40,17 +39,20 @@ from typing import Any
 
 import numpy as np
 
-from iris.runs import atomic_write_json, atomic_write_text, read_json, to_json
+from iris.runs import atomic_write_json, atomic_write_text
 from iris.testbed.demo import (
     GAP_SIGNALS,
     METHODS,
     METRICS,
     DemoSettings,
+    claim_output_dir,
     collect,
     collect_run,
     mean_std,
     run_config,
     run_jobs,
+    save_png,
+    to_jsonable,
     warm_start,
 )
 from iris.testbed.evaluator import renyi_gap_key
@@ -336,20 +338,7 @@ def heatmap(results: Mapping[str, Any], path: Path) -> Path:
         "Improvement Δ in exact forward KL after T iterations (mean over seeds)\n"
         "colour and (…): Δ minus the row's best; red box: the best α chosen for the table"
     )
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    """Write ``fig`` as PNG with analysis.plotting's byte-stable metadata; close it."""
-    import matplotlib.pyplot as plt
-
-    from analysis.plotting import save_figure
-
-    fig.tight_layout()
-    with plt.rc_context({"savefig.dpi": 130}):
-        (saved,) = save_figure(fig, path.parent, path.stem, formats=("png",))
-    plt.close(fig)
-    return saved
+    return save_png(fig, path)
 
 
 def learning_curves(results: Mapping[str, Any], settings: StudySettings, path: Path) -> Path:
@@ -407,7 +396,7 @@ def learning_curves(results: Mapping[str, Any], settings: StudySettings, path: P
         f"Exact forward KL per self-play iteration, mean over {len(seeds)} seed(s) "
         "(spread over seeds: results.md)"
     )
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -564,7 +553,7 @@ def signals_figure(points: Sequence[Mapping[str, Any]], gaps: Sequence[str], pat
         "each iteration\n(every run × seed × iteration of the study; −L_α only where α is a "
         "reported order)"
     )
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -699,10 +688,6 @@ def fair_lr_table(
     return "\n".join(lines)
 
 
-def _to_jsonable(value: Any) -> Any:
-    return json.loads(to_json(value))  # numpy scalars as numbers, as the manifest writes them
-
-
 def run_alpha_gap(
     output_dir: str | Path,
     settings: StudySettings | None = None,
@@ -712,15 +697,8 @@ def run_alpha_gap(
 ) -> dict[str, Any]:
     """Warm-start at every distance, run every (gap, method, seed), write the results."""
     settings = settings or StudySettings()
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(output_dir, settings.to_dict(), "study")
     started = time.perf_counter()
-    saved = out / "settings.json"
-    if saved.is_file() and read_json(saved) != _to_jsonable(settings.to_dict()):
-        raise ValueError(
-            f"{out} holds a study with other settings ({saved}); use another --output-dir"
-        )
-    atomic_write_json(saved, settings.to_dict())
     demo = settings.demo
     log(f"[study] target: {demo.target.to_dict()}; {demo.n_annotated} annotated responses")
 
@@ -821,7 +799,7 @@ def run_alpha_gap(
         signals_figure(points, list(starts), out / "gap_signals.png"),
     ]
     results["seconds"] = time.perf_counter() - started
-    atomic_write_json(out / "results.json", _to_jsonable(results))
+    atomic_write_json(out / "results.json", to_jsonable(results))
     results["table"] = table
     results["figures"] = [str(p) for p in figures]
     return results
