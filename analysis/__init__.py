@@ -36,7 +36,6 @@ from .records import (
     MissingValueError,
     MissingValueWarning,
     NoData,
-    Record,
     Records,
     RunInfo,
     discover_runs,
@@ -47,7 +46,7 @@ from .reference import Reference, load_reference
 from .tables import Table, benchmark_table, reference_table, seed_stat
 
 __all__ = [
-    "CAPTIONS", "MissingValueError", "MissingValueWarning", "NoData", "ProfileCurve", "Record",
+    "CAPTIONS", "MissingValueError", "MissingValueWarning", "NoData", "ProfileCurve",
     "Records", "Reference", "RunInfo", "Table", "WeightProfiles", "alpha_trace",
     "benchmark_table", "data_efficiency", "discover_runs", "ess_fraction_theory",
     "gradient_concentration", "load_reference", "load_runs", "measured_concentration",

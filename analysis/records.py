@@ -42,9 +42,9 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -60,7 +60,7 @@ from iris.runs import (
 from iris.schedules import ConstantSchedule, make_schedule
 
 __all__ = [
-    "LOSS_LABELS", "MissingValueError", "MissingValueWarning", "NoData", "Record", "Records",
+    "COLUMNS", "LOSS_LABELS", "MissingValueError", "MissingValueWarning", "NoData", "Records",
     "RunInfo", "SuiteInfo", "discover_runs", "format_n", "load_runs", "method_label",
     "method_sort_key"
 ]  # fmt: skip
@@ -68,6 +68,10 @@ __all__ = [
 SUMMARY_SUFFIX = ".summary.json"
 TRAINER_STATE = "trainer_state.json"
 TRAIN, TRAIN_SUMMARY, TRAIN_EVAL, EVAL = "train", "train_summary", "train_eval", "eval"
+# The columns of every frame (before ``series`` and the differing config keys); the first
+# eight come from the run (RunInfo), the rest from its files.
+COLUMNS = ("run", "model", "method", "loss", "alpha", "schedule", "seed", "n_train",
+           "iteration", "stage", "suite", "step", "metric", "value")  # fmt: skip
 
 # Display names of the losses, in the order tables list them.
 LOSS_LABELS: dict[str, str] = {
@@ -108,25 +112,6 @@ class NoData(LookupError):
     """The records hold nothing a table or figure needs; the message says what is missing."""
 
 
-class Record(NamedTuple):
-    """One row of :class:`Records` (``step`` None for evaluations, ``suite`` None for training)."""
-
-    run: str
-    model: str
-    method: str
-    loss: str
-    alpha: float
-    schedule: str | None
-    seed: int | None
-    n_train: int | None
-    iteration: int
-    stage: str
-    suite: str | None
-    step: int | None
-    metric: str
-    value: float
-
-
 @dataclasses.dataclass(frozen=True)
 class RunInfo:
     """What the manifest says about one run (``run`` is its path relative to the root)."""
@@ -165,16 +150,6 @@ class SuiteInfo:
         return self.labels.get(metric, DEFAULT_LABELS.get(metric, metric))
 
 
-_OPTIONAL = {"schedule", "seed", "n_train", "suite", "step"}
-
-
-def _optional(value: Any) -> Any:
-    """None for a missing value; Python scalars for numpy ones."""
-    if value is None or value is pd.NA or value != value:
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
 class Records(pd.DataFrame):
     """The tidy frame of :func:`load_runs`, carrying the runs, the suites and the warnings given.
 
@@ -187,41 +162,6 @@ class Records(pd.DataFrame):
     @property
     def _constructor(self):
         return Records
-
-    def filter(self, predicate: Callable[[Record], bool] | None = None, **criteria: Any):  # type: ignore[override]
-        """The :class:`Record` s whose fields match every criterion.
-
-        A criterion is a value (equality), a set/list/tuple (membership) or a callable
-        (predicate on the field): ``filter(stage="eval", iteration={0, 1}, value=math.isfinite)``.
-        """
-        if {"items", "like", "regex", "axis", "cond"} & set(criteria):  # pandas' own filter
-            return super().filter(predicate, **criteria)
-        unknown = set(criteria) - set(Record._fields)
-        if unknown:
-            raise TypeError(
-                f"unknown record field(s) {sorted(unknown)}; fields are {Record._fields}"
-            )
-        mask = pd.Series(True, index=self.index)
-        for name, c in criteria.items():
-            column = self[name]
-            if callable(c):
-                mask &= column.map(
-                    lambda v, c=c, n=name: bool(c(v if n == "value" else _optional(v)))
-                )
-            elif isinstance(c, set | frozenset | list | tuple):
-                mask &= column.isin(list(c))
-            else:
-                mask &= column.isna() if c is None else column.eq(c).fillna(False).astype(bool)
-        rows = (
-            Record(
-                *(
-                    _optional(v) if f in _OPTIONAL else v
-                    for f, v in zip(Record._fields, row, strict=True)
-                )
-            )
-            for row in self.loc[mask, list(Record._fields)].itertuples(index=False)
-        )
-        return tuple(r for r in rows if predicate is None or predicate(r))
 
     def methods(self) -> list[str]:
         """Method labels present, in the canonical order (SFT, SPIN, …, IRIS by α)."""
@@ -629,7 +569,7 @@ def load_runs(root: str | os.PathLike, *, strict: bool = False) -> Records:
     loader = _Loader(Path(root), strict)
     infos = [i for path in discover_runs(root) if (i := loader.run_info(path)) is not None]
     infos = _disambiguate(infos)
-    columns = list(Record._fields)
+    columns = list(COLUMNS)
     config_keys = [k for k in _differing(infos) if k not in columns] if len(infos) > 1 else []
     frames = []
     for info in infos:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _records import select
 
 from analysis import (
     MissingValueError,
@@ -105,13 +106,13 @@ def test_method_labels():
 
 def test_records_are_tidy_and_exact(records):
     assert records.methods() == ["SFT", "SPIN", "SPACE", "IRIS α=2", "IRIS adaptive"]
-    evals = records.filter(stage="eval", suite="iris10", run="zephyr/spin/seed1", iteration=1)
+    evals = select(records, stage="eval", suite="iris10", run="zephyr/spin/seed1", iteration=1)
     assert len(evals) == 11  # ten benchmarks and the average
     by_metric = {r.metric: r.value for r in evals}
     assert by_metric["gsm8k/exact_match"] == pytest.approx(0.32)
     assert by_metric["average"] == pytest.approx(0.45)
     # Training metrics: one record per logged step and key; the closing row is its own stage.
-    alpha = records.filter(stage="train", run="zephyr/iris_adaptive/seed0", metric="alpha")
+    alpha = select(records, stage="train", run="zephyr/iris_adaptive/seed0", metric="alpha")
     assert [(r.iteration, r.step, r.value) for r in alpha] == [
         (0, 1, 2.0),
         (0, 2, 2.0),
@@ -120,7 +121,9 @@ def test_records_are_tidy_and_exact(records):
         (1, 2, 1.1),
         (1, 3, 0.9),
     ]
-    closing = records.filter(stage="train_summary", run="zephyr/spin/seed0", metric="train_runtime")
+    closing = select(
+        records, stage="train_summary", run="zephyr/spin/seed0", metric="train_runtime"
+    )
     assert [r.step for r in closing] == [3, 3]
     record = alpha[0]
     assert (record.model, record.loss, record.schedule, record.seed, record.n_train) == (
@@ -131,7 +134,7 @@ def test_records_are_tidy_and_exact(records):
         50000,
     )
     # Testbed summaries: flat keys as written.
-    kl = records.filter(suite="testbed", metric="testbed/forward_kl", run="zephyr/spin/seed1")
+    kl = select(records, suite="testbed", metric="testbed/forward_kl", run="zephyr/spin/seed1")
     assert [r.value for r in kl] == [0.54, 0.42]
 
 
@@ -143,11 +146,11 @@ def test_missing_numbers_are_nan_with_a_warning_never_zero(tmp_path):
     assert any("iris10.summary.json" in m and "leaderboard_gpqa/acc_norm" in m for m in messages)
     assert any("metrics.jsonl" in m and "rewards/margin (1 of 3 steps)" in m for m in messages)
     assert len(records.problems) == 2
-    gpqa = records.filter(
-        iteration=1, suite="iris10", metric={"leaderboard_gpqa/acc_norm", "average"}
+    gpqa = select(
+        records, iteration=1, suite="iris10", metric={"leaderboard_gpqa/acc_norm", "average"}
     )
     assert len(gpqa) == 2 and all(math.isnan(r.value) for r in gpqa)
-    margin = records.filter(iteration=1, stage="train", metric="rewards/margin")
+    margin = select(records, iteration=1, stage="train", metric="rewards/margin")
     assert [r.step for r in margin if math.isnan(r.value)] == [2]
     assert not any(r.value == 0 for r in gpqa)
     with pytest.raises(MissingValueError, match=r"leaderboard_gpqa|rewards/margin"):
@@ -162,7 +165,7 @@ def test_testbed_nans_by_design_are_not_reported_missing(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         records = load_runs(root)
-    assert not records.filter(suite="testbed", metric="average")
+    assert not select(records, suite="testbed", metric="average")
     path = root / "zephyr/spin/seed0/iter_0/eval/testbed.summary.json"
     summary = json.loads(path.read_text())
     summary["exact"] = False
@@ -171,7 +174,7 @@ def test_testbed_nans_by_design_are_not_reported_missing(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         records = load_runs(root)
-    (reverse,) = records.filter(iteration=0, metric="testbed/reverse_kl")
+    (reverse,) = select(records, iteration=0, metric="testbed/reverse_kl")
     assert math.isnan(reverse.value)
     summary["flat"]["testbed/forward_kl"] = None
     path.write_text(json.dumps(summary))
@@ -187,7 +190,7 @@ def test_a_key_absent_from_a_summary_is_nan(tmp_path):
     path.write_text(json.dumps(summary))
     with pytest.warns(MissingValueWarning, match=r"mmlu/acc \(absent\)"):
         records = load_runs(root)
-    (mmlu,) = records.filter(iteration=0, metric="mmlu/acc")
+    (mmlu,) = select(records, iteration=0, metric="mmlu/acc")
     assert math.isnan(mmlu.value)
 
 
@@ -198,7 +201,7 @@ def test_truncated_last_line_is_skipped_but_a_bad_middle_line_is_an_error(tmp_pa
     metrics.write_text("\n".join([*lines[:-1], lines[-1][:20]]))
     with pytest.warns(UserWarning, match="truncated last line"):
         records = load_runs(root)
-    assert not records.filter(iteration=0, stage="train_summary")
+    assert not select(records, iteration=0, stage="train_summary")
     metrics.write_text("\n".join([lines[0], "{not json", *lines[1:]]))
     with pytest.raises(ValueError, match="line 2: invalid JSON"):
         load_runs(root)
@@ -236,11 +239,13 @@ def test_figure_series_never_pool_different_sample_sizes(records):
 
 
 def test_records_filter_semantics(records):
-    assert len(records.filter(iteration={0, 1}, stage="eval")) == len(records.filter(stage="eval"))
-    finite = records.filter(stage="eval", value=math.isfinite)
-    assert len(finite) == len(records.filter(stage="eval")) - 2
+    assert len(select(records, iteration={0, 1}, stage="eval")) == len(
+        select(records, stage="eval")
+    )
+    finite = select(records, stage="eval", value=math.isfinite)
+    assert len(finite) == len(select(records, stage="eval")) - 2
     with pytest.raises(TypeError, match="unknown record field"):
-        records.filter(colour="red")
+        select(records, colour="red")
 
 
 # --------------------------------------------------------------------------------------

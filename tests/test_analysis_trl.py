@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _records import select
 from _trainer_common import make_model_dirs
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -65,7 +66,7 @@ def test_load_runs_reads_a_trl_output_folder(trl_run, tmp_path):
     records = load_runs(trl_run.parent)
     (run,) = records.runs.values()
     assert (run.run, run.loss, run.method) == ("trl_run", "dpo", "DPO")
-    loss = records.filter(stage="train", metric="loss")
+    loss = select(records, stage="train", metric="loss")
     assert [(r.iteration, r.step) for r in loss] == [(0, 1), (0, 2)]
     assert all(r.value > 0 for r in loss)
     assert {"rewards/chosen", "logps/chosen", "rewards/margins"} <= set(records.metric)
@@ -81,4 +82,4 @@ def test_tensorboard_events_alone_are_read(tmp_path):
     for checkpoint in output_dir.glob("checkpoint-*"):
         shutil.rmtree(checkpoint)
     records = load_runs(output_dir.parent)
-    assert [r.step for r in records.filter(stage="train", metric="loss")] == [1, 2]
+    assert [r.step for r in select(records, stage="train", metric="loss")] == [1, 2]
