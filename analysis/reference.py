@@ -16,30 +16,35 @@ matched to a run's last evaluated iteration) or another word (shown, never match
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 import yaml
+from pydantic import AllowInfNan, ConfigDict, Strict, with_config
+
+from iris.config import from_dict
 
 __all__ = ["DEFAULT_REFERENCE", "Reference", "ReferenceEntry", "Source", "load_reference"]
 
 DEFAULT_REFERENCE = Path(__file__).with_name("reference_numbers.yaml")
 START, FINAL = "start", "final"
+# A published value: a finite number (a bool or a numeric string is refused).
+Value = Annotated[float, Strict(), AllowInfNan(False)]
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclasses.dataclass(frozen=True)
 class Source:
     """Where published numbers come from."""
 
-    key: str
     citation: str
     url: str
     location: str
     short: str
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclasses.dataclass(frozen=True)
 class ReferenceEntry:
     """One published curve: a model × method on a suite, value (%) per iteration."""
@@ -47,10 +52,10 @@ class ReferenceEntry:
     key: str
     source: str
     suite: str
-    model: str | None
     method: str
     label: str
-    values: Mapping[int | str, float]
+    values: dict[int | str, Value]
+    model: str | None = None
     n_train: int | None = None
     note: str = ""
 
@@ -80,49 +85,28 @@ class Reference:
         return list(dict.fromkeys(e.suite for e in self.entries))
 
 
-_SOURCE_KEYS = {"citation", "url", "location", "short"}
-_ENTRY_KEYS = {"key", "source", "suite", "model", "method", "label", "values", "n_train", "note"}
-_ENTRY_TEXT = ("key", "source", "suite", "method", "label")  # required, read as text
-
-
-def _check_keys(where: str, data: Any, allowed: set[str], required: set[str]) -> None:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{where}: expected a mapping")
-    unknown = set(data) - allowed
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-    missing = required - set(data)
-    if missing:
-        raise ValueError(f"{where}: missing key(s) {sorted(missing)}")
+@dataclasses.dataclass(frozen=True)
+class _File:
+    sources: dict[str, Source]
+    entries: list[ReferenceEntry]
 
 
 def load_reference(path: str | Path | None = None) -> Reference:
-    """Read and validate a reference-numbers YAML (default: the one shipped with analysis)."""
+    """Read and validate a reference-numbers YAML (default: the one shipped with analysis).
+
+    Unknown or missing keys, non-numbers and unknown sources raise ``ValueError`` naming
+    the entry.
+    """
     path = Path(path) if path is not None else DEFAULT_REFERENCE
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, Mapping) or set(data) - {"sources", "entries"}:
-        raise ValueError(f"{path}: expected a mapping with 'sources' and 'entries'")
-    sources: dict[str, Source] = {}
-    for key, raw in (data.get("sources") or {}).items():
-        _check_keys(f"{path}: sources.{key}", raw, _SOURCE_KEYS, _SOURCE_KEYS)
-        sources[key] = Source(key=key, **{k: str(raw[k]).strip() for k in _SOURCE_KEYS})
-    entries: list[ReferenceEntry] = []
-    for index, raw in enumerate(data.get("entries") or []):
+    data = from_dict(_File, yaml.safe_load(path.read_text(encoding="utf-8")), source=str(path))
+    for index, entry in enumerate(data.entries):
         where = f"{path}: entries[{index}]"
-        _check_keys(where, raw, _ENTRY_KEYS, {*_ENTRY_TEXT, "values"})
-        if raw["source"] not in sources:
-            raise ValueError(f"{where}: unknown source {raw['source']!r}; known: {sorted(sources)}")
-        values: dict[int | str, float] = {}
-        for it, value in (raw["values"] or {}).items():
-            if type(value) not in (int, float) or not math.isfinite(value):  # (a bool is no number)
-                raise ValueError(f"{where}: value of {it!r} must be a finite number, got {value!r}")
-            values[it if isinstance(it, int) else str(it)] = float(value)
-        if not values:
+        if entry.source not in data.sources:
+            known = sorted(data.sources)
+            raise ValueError(f"{where}: unknown source {entry.source!r}; known: {known}")
+        if not entry.values:
             raise ValueError(f"{where}: no values")
-        options = {"n_train": raw.get("n_train"), "note": str(raw.get("note") or "")}
-        text = {k: str(raw[k]) for k in _ENTRY_TEXT}
-        entries.append(ReferenceEntry(**text, model=raw.get("model"), values=values, **options))
-    keys = [e.key for e in entries]
+    keys = [e.key for e in data.entries]
     if len(set(keys)) != len(keys):
         raise ValueError(f"{path}: duplicate entry keys")
-    return Reference(sources, tuple(entries), path)
+    return Reference(data.sources, tuple(data.entries), path)
