@@ -420,7 +420,7 @@ def hub_suite(workspace) -> Suite:
 
 def test_prefetch_plan_lists_every_dataset_config_without_network(hub_suite):
     plan = prefetch_plan(hub_suite)
-    assert plan.keys == [
+    assert [ref.key for ref in plan.datasets] == [
         ("Idavidrein/gpqa", "gpqa_main", None),
         ("org/data-a", "x", "abc123"),
         ("org/data-b", "b1", None),
@@ -494,12 +494,12 @@ def test_builtin_suites_resolve_in_lm_eval_registry(monkeypatch):
         check_suite(suite, tm)  # names, metrics and filters exist in lm-eval's configs
         plan = prefetch_plan(suite, tm)
         counts: dict[str, int] = {}
-        for path, _, _ in plan.keys:
+        for path, _, _ in [ref.key for ref in plan.datasets]:
             counts[path] = counts.get(path, 0) + 1
         assert counts == paths
         assert plan.local_tasks == () and plan.unresolved_tasks == ()
-        assert ("openai/gsm8k", "main", None) in plan.keys
-        assert ("allenai/winogrande", "winogrande_xl", None) in plan.keys
+        assert ("openai/gsm8k", "main", None) in [ref.key for ref in plan.datasets]
+        assert ("allenai/winogrande", "winogrande_xl", None) in [ref.key for ref in plan.datasets]
         # Every leaf config imports its functions (the eval extra is complete).
         leaves, _ = leaf_tasks(suite, tm)
         for yaml_path in sorted({leaf.yaml_path for leaf in leaves}):

@@ -297,11 +297,6 @@ class PrefetchPlan:
     unresolved_tasks: tuple[str, ...] = ()
 
     @property
-    def keys(self) -> list[tuple[str, str | None, str | None]]:
-        """``[(dataset path, config name, revision), ...]``, sorted."""
-        return [ref.key for ref in self.datasets]
-
-    @property
     def gated(self) -> tuple[DatasetRef, ...]:
         return tuple(ref for ref in self.datasets if ref.gated)
 
