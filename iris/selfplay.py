@@ -25,6 +25,7 @@ run directory whose saved config differs in anything that changes results.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -371,11 +372,19 @@ def _check_training(config: SelfPlayConfig, evaluator: Evaluator | None = None) 
         for t in range(config.iterations):
             args = trainer_args(config, t, Path(config.output_dir) / f"iter_{t}")
             schedule = getattr(args, "alpha_schedule", None)
-            measured = make_schedule(schedule).measurements() if schedule is not None else ()
-            if "evaluated_gap" in measured and evaluator is None:
+            made = make_schedule(schedule) if schedule is not None else None
+            if made is None or "evaluated_gap" not in made.measurements():
+                continue
+            if evaluator is None:
                 raise ConfigError(
                     "training.alpha_schedule: gap 'evaluation' measures θt with the run's "
                     "evaluator, and this run has none (set evaluation.kind)"
+                )
+            names = evaluator.metric_names() if hasattr(evaluator, "metric_names") else None
+            if names is not None and made.gap_metric not in names:
+                raise ConfigError(
+                    f"training.alpha_schedule.gap_metric: the {evaluator.name} evaluator does "
+                    f"not report {made.gap_metric!r}; it reports {', '.join(sorted(names))}"
                 )
     unset_hf_deepspeed_config()  # a DeepSpeed launch's args register ZeRO-3 loading globally
     for callback in get_reporting_integration_callbacks(args.report_to):
@@ -419,10 +428,10 @@ def _entering_gap(
     if state.is_main_process and not path.is_file():
         model_path, _ = _model_path(config, run, iteration)
         scores = evaluator.evaluate(Path(model_path), iteration=iteration, output_dir=out)
-        if metric not in scores:
+        if not math.isfinite(scores.get(metric, math.nan)):
             raise ConfigError(
                 f"training.alpha_schedule.gap_metric: the evaluator reports no {metric!r} "
-                f"(it reports {', '.join(sorted(scores))})"
+                f"as a number (it reports {', '.join(sorted(scores))})"
             )
         atomic_write_json(path, {"metric": metric, "value": scores[metric]})
     state.wait_for_everyone()

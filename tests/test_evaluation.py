@@ -302,6 +302,19 @@ def test_registry_builds_registered_kinds_without_if_elif():
         make_evaluator({"suite": "iris10"})
 
 
+def test_lm_eval_evaluator_names_its_metrics_when_the_suite_does():
+    """Every iris10 task names its metric: the flat keys are known before any run; a task
+    scored by lm-eval's first metric is known only from its results (None)."""
+    names = make_evaluator({"kind": "lm_eval", "suite": "iris10"}).metric_names()
+    suite = resolve_suite("iris10")
+    assert names == {f"{s.task}/{'+'.join(s.metrics)}" for s in suite.tasks} | {"average"}
+    assert (
+        len(names) == 11
+        and "leaderboard_ifeval/prompt_level_strict_acc+inst_level_strict_acc" in names
+    )
+    assert make_evaluator({"kind": "lm_eval", "suite": "gsm8k,hellaswag"}).metric_names() is None
+
+
 def test_lm_eval_evaluator_config_is_validated_at_construction():
     evaluator = make_evaluator(
         {

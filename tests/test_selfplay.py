@@ -329,6 +329,24 @@ def test_an_evaluated_gap_schedule_needs_an_evaluator_before_any_stage(workspace
     assert not RunDir(out).stage_done("data")
 
 
+def test_an_evaluated_gap_metric_the_evaluator_lacks_is_refused_before_any_stage(
+    workspace, tmp_path, capsys
+):
+    """A gap_metric the evaluator does not report is a typo found before the data stage."""
+    schedule = "{name: adaptive, gap: evaluation, gap_metric: testbed/renyi_gap/alpha=3}"
+    config = write_config(
+        workspace,
+        "oracle-typo",
+        extra=f"  alpha_schedule: {schedule}\nevaluation: {{kind: testbed}}",
+    )
+    out = tmp_path / "run"
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "training.alpha_schedule.gap_metric" in err and "'testbed/renyi_gap/alpha=3'" in err
+    assert "testbed/renyi_gap/alpha=2" in err and "Traceback" not in err
+    assert not RunDir(out).stage_done("data")
+
+
 def test_tensorboard_events_hold_the_iris_metrics(workspace, tmp_path):
     """report_to: [tensorboard] (the paper configs' tracker) writes α, ESS/n and −L_α live."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

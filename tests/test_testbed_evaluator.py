@@ -69,3 +69,18 @@ def test_scoring_matches_a_direct_forward_pass(tmp_path):
     m = TestbedEvaluator(target=SPEC.to_dict()).score(model, tokenizer)
     assert m["forward_kl"] >= 0 and 0 <= m["invalid_rate"] <= 1 and 0 <= m["total_variation"] <= 1
     assert m["real_loglik"] == pytest.approx(-(target.entropy().mean() + m["forward_kl"]), rel=1e-9)
+
+
+@pytest.mark.parametrize("max_support", [20_000, 1])  # exact; sampled forward KL
+def test_metric_names_are_the_keys_evaluate_reports_as_numbers(tmp_path, max_support):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory = make_testbed_model(SPEC.build(), tmp_path / "model")
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    evaluator = TestbedEvaluator(target=SPEC.to_dict(), max_support=max_support, samples=64)
+    flat = evaluator.evaluate(
+        directory, iteration=0, output_dir=tmp_path / "eval", model=model, tokenizer=tokenizer
+    )
+    assert {key for key, value in flat.items() if math.isfinite(value)} == evaluator.metric_names()
+    assert ("testbed/renyi_gap/alpha=2" in flat) and evaluator.exact == (max_support > 1)

@@ -130,7 +130,9 @@ class Evaluator(Protocol):
     ``name`` identifies the evaluator's files in an output directory. ``evaluate`` writes
     its JSON files atomically into ``output_dir`` and returns the flat summary
     ``{"<task>/<metric>": value, ..., "average": value}``; a metric that could not be
-    computed is NaN, never 0.
+    computed is NaN, never 0. An evaluator may also have ``metric_names()``: the flat keys
+    it reports as numbers, or None when only its results tell (the self-play loop checks an
+    α schedule's ``gap_metric`` against them before any stage runs).
     """
 
     name: str

@@ -60,6 +60,14 @@ class LmEvalEvaluator(EvalSettings):
         """How the model is run (the :class:`EvalSettings` fields of this config)."""
         return EvalSettings.of(self)
 
+    def metric_names(self) -> frozenset[str] | None:
+        """The flat keys :meth:`evaluate` reports (None: a task scored by lm-eval's first
+        metric, known only from its results)."""
+        if any(spec.metrics is None for spec in self._suite.tasks):
+            return None
+        names = (f"{spec.task}/{'+'.join(spec.metrics)}" for spec in self._suite.tasks)
+        return frozenset([*names, "average"])
+
     def should_run(self, iteration: int, num_iterations: int) -> bool:
         return runs_at(iteration, num_iterations, every=self.every, final=self.final)
 
