@@ -421,19 +421,30 @@ def _entering_gap(
     config: SelfPlayConfig, run: RunDir, state, iteration: int, evaluator: Evaluator, metric: str
 ) -> float:
     """The evaluator's ``metric`` of θt, the model entering ``iteration``: the measurement of
-    an α schedule with ``gap="evaluation"`` (an oracle on the testbed). Evaluated once by the
-    main process into ``iter_<t>/entering_eval/`` and read back by every process."""
+    an α schedule with ``gap="evaluation"`` (an oracle on the testbed). θt (t ≥ 1) is the
+    model iteration t − 1 evaluated when its eval stage ran: that summary's ``flat`` score
+    is read back; otherwise the main process evaluates θt into ``iter_<t>/entering_eval/``.
+    ``entering_eval/gap.json`` records the value and its source, read by every process."""
     out = run.iteration_dir(iteration) / ENTERING_EVAL
     path = out / "gap.json"
     if state.is_main_process and not path.is_file():
-        model_path, _ = _model_path(config, run, iteration)
-        scores = evaluator.evaluate(Path(model_path), iteration=iteration, output_dir=out)
-        if not math.isfinite(scores.get(metric, math.nan)):
+        summary = None
+        if iteration > 0 and run.stage_done("eval", iteration - 1):
+            summary = run.eval_dir(iteration - 1) / f"{evaluator.name}.summary.json"
+        if summary is not None and summary.is_file():
+            source, scores = summary, read_json(summary).get("flat", {})
+        else:
+            model_path, _ = _model_path(config, run, iteration)
+            source = out
+            scores = evaluator.evaluate(Path(model_path), iteration=iteration, output_dir=out)
+        value = scores.get(metric)
+        if not (isinstance(value, int | float) and math.isfinite(value)):
             raise ConfigError(
                 f"training.alpha_schedule.gap_metric: the evaluator reports no {metric!r} "
                 f"as a number (it reports {', '.join(sorted(scores))})"
             )
-        atomic_write_json(path, {"metric": metric, "value": scores[metric]})
+        source = source.relative_to(run.root).as_posix()
+        atomic_write_json(path, {"metric": metric, "value": value, "source": source})
     state.wait_for_everyone()
     return float(read_json(path)["value"])
 

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from iris.cli import main
-from iris.config import SelfPlayConfig, non_result_keys
+from iris.config import ConfigError, SelfPlayConfig, non_result_keys
 from iris.runs import RunDir, read_jsonl
 from iris.tiny_models import save_tiny_model
 
@@ -345,6 +345,39 @@ def test_an_evaluated_gap_metric_the_evaluator_lacks_is_refused_before_any_stage
     assert "training.alpha_schedule.gap_metric" in err and "'testbed/renyi_gap/alpha=3'" in err
     assert "testbed/renyi_gap/alpha=2" in err and "Traceback" not in err
     assert not RunDir(out).stage_done("data")
+
+
+def test_the_entering_gap_reads_back_the_previous_iterations_evaluation(tmp_path):
+    """θ1 is the model iteration 0 evaluated: its summary is read, not evaluated again; θ0
+    (no earlier evaluation) is evaluated into entering_eval/; a NaN gap is refused."""
+    from types import SimpleNamespace
+
+    from iris.selfplay import ENTERING_EVAL, _entering_gap
+
+    class Scores:
+        name, calls, value = "testbed", [], 0.7
+
+        def evaluate(self, model_dir, *, iteration, output_dir):
+            self.calls.append((str(model_dir), iteration))
+            return {"testbed/forward_kl": self.value}
+
+    run = RunDir(tmp_path / "run")
+    state = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
+    config = SimpleNamespace(model=SimpleNamespace(name_or_path="start", revision=None))
+    evaluator = Scores()
+    summary = run.eval_dir(0) / "testbed.summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text(json.dumps({"flat": {"testbed/forward_kl": 0.3, "average": None}}))
+    run.mark_done("eval", [run.eval_dir(0)], 0)
+    assert _entering_gap(config, run, state, 1, evaluator, "testbed/forward_kl") == 0.3
+    assert evaluator.calls == []
+    gap = json.loads((run.iteration_dir(1) / ENTERING_EVAL / "gap.json").read_text())
+    assert gap["source"] == "iter_0/eval/testbed.summary.json" and gap["value"] == 0.3
+    assert _entering_gap(config, run, state, 0, evaluator, "testbed/forward_kl") == 0.7
+    assert evaluator.calls == [("start", 0)]
+    evaluator.value = float("nan")
+    with pytest.raises(ConfigError, match="reports no 'testbed/forward_kl' as a number"):
+        _entering_gap(config, run, state, 2, evaluator, "testbed/forward_kl")
 
 
 def test_tensorboard_events_hold_the_iris_metrics(workspace, tmp_path):
