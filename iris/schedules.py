@@ -42,8 +42,9 @@ Schedules:
   * ``gap="evaluation"``: an evaluation of the model θt entering the iteration, the metric
     named by ``gap_metric`` (default ``testbed/forward_kl``, the exact forward KL on the
     testbed: an *oracle* no real run has). The self-play loop measures it before each
-    iteration's training (:mod:`iris.selfplay`); used alone, the trainer measures nothing
-    for it.
+    iteration's training (:mod:`iris.selfplay`: the previous iteration's evaluation of θt
+    when there is one) and checks ``gap_metric`` against the evaluator's metric names
+    before any stage; used alone, the trainer measures nothing for it.
 
   D̂₀ is the first gap observed (``normalizer="first"``, objective.md's formula) or the
   largest gap observed so far (``normalizer="max"``); a non-positive D̂₀ maps a positive
