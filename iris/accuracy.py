@@ -28,7 +28,25 @@ import torch
 from iris import reference
 from iris.losses import iris_loss, space_loss, spif_loss, spin_loss, tilt_weights, tilted_risk
 
-TILTS = (0.0, 1e-15, -1e-12, 1e-12, 1e-9, -1e-6, 1e-4, -1e-2, 0.1, -0.5, 1.0, 2.0, -3.0, 10.0, 100.0, -1e3, 1e3)
+TILTS = (
+    0.0,
+    1e-15,
+    -1e-12,
+    1e-12,
+    1e-9,
+    -1e-6,
+    1e-4,
+    -1e-2,
+    0.1,
+    -0.5,
+    1.0,
+    2.0,
+    -3.0,
+    10.0,
+    100.0,
+    -1e3,
+    1e3,
+)
 ALPHAS = (1e-3, 1e-2, 0.1, 0.5, 1.0 - 1e-9, 1.0, 1.0 + 1e-9, 1.5, 2.0, 10.0, 100.0, 1e3)
 SCALES = (1e-3, 1.0, 30.0, 1e3, 1e4)
 OFFSETS = (0.0, 5.0, -1e4)
@@ -51,7 +69,9 @@ def _rel(computed: float, exact: mpmath.mpf, scale: mpmath.mpf) -> float:
 
 def _weight_error(got: torch.Tensor, exact: list, logits_size: float, dtype: torch.dtype) -> float:
     eps = torch.finfo(torch.float64 if dtype == torch.float64 else torch.float32).eps / 2
-    err = max(float(abs(mpmath.mpf(float(g)) - e)) for g, e in zip(got.tolist(), exact, strict=True))
+    err = max(
+        float(abs(mpmath.mpf(float(g)) - e)) for g, e in zip(got.tolist(), exact, strict=True)
+    )
     return err / (eps * max(1.0, logits_size))
 
 
@@ -69,16 +89,25 @@ def tilted_risk_rows(n: int = 16, seed: int = 0) -> list[AccuracyRow]:
         worst, worst_w, where, cases = 0.0, 0.0, "", 0
         for (label, x), tau in itertools.product(list(_samples(n, seed, dtype)), TILTS):
             values = x.double().tolist()
-            err = _rel(float(tilted_risk(x, tau)), reference.tilted_risk(values, tau),
-                       reference.condition_scale(values, tau))
+            err = _rel(
+                float(tilted_risk(x, tau)),
+                reference.tilted_risk(values, tau),
+                reference.condition_scale(values, tau),
+            )
             exact_w = reference.tilt_weights(values, tau)
-            got_w = tilt_weights(x.to(torch.float64 if dtype == torch.float64 else torch.float32), tau)
+            got_w = tilt_weights(
+                x.to(torch.float64 if dtype == torch.float64 else torch.float32), tau
+            )
             err_w = _weight_error(got_w, exact_w, abs(tau) * max(abs(v) for v in values), dtype)
             cases += 1
             if err > worst:
                 worst, where = err, f"tilt={tau:g} {label}"
             worst_w = max(worst_w, err_w)
-        rows.append(AccuracyRow("tilted_risk", str(dtype).removeprefix("torch."), cases, worst, worst_w, where))
+        rows.append(
+            AccuracyRow(
+                "tilted_risk", str(dtype).removeprefix("torch."), cases, worst, worst_w, where
+            )
+        )
     return rows
 
 
@@ -91,8 +120,12 @@ def iris_rows(n: int = 16, seed: int = 1) -> list[AccuracyRow]:
             real, generated = x[:n], x[n:]
             out = iris_loss(real, generated, alpha=alpha)
             r, g = real.double().tolist(), generated.double().tolist()
-            err = _rel(float(out.loss), reference.iris_loss(r, g, alpha), reference.iris_scale(r, g, alpha))
-            exact_w = reference.tilt_weights([-v for v in r], 1 - alpha) + reference.tilt_weights(g, alpha)
+            err = _rel(
+                float(out.loss), reference.iris_loss(r, g, alpha), reference.iris_scale(r, g, alpha)
+            )
+            exact_w = reference.tilt_weights([-v for v in r], 1 - alpha) + reference.tilt_weights(
+                g, alpha
+            )
             got_w = torch.cat([out.real_weights, out.generated_weights])
             logits = max(abs(1 - alpha), alpha) * max(abs(v) for v in r + g)
             err_w = _weight_error(got_w, exact_w, logits, dtype)
@@ -100,7 +133,11 @@ def iris_rows(n: int = 16, seed: int = 1) -> list[AccuracyRow]:
             if err > worst:
                 worst, where = err, f"alpha={alpha:.10g} {label}"
             worst_w = max(worst_w, err_w)
-        rows.append(AccuracyRow("iris_loss", str(dtype).removeprefix("torch."), cases, worst, worst_w, where))
+        rows.append(
+            AccuracyRow(
+                "iris_loss", str(dtype).removeprefix("torch."), cases, worst, worst_w, where
+            )
+        )
     return rows
 
 
@@ -118,11 +155,15 @@ def baseline_rows(n: int = 16, seed: int = 2) -> list[AccuracyRow]:
             for label, x in _samples(2 * n, seed, dtype):
                 real, generated = x[:n], x[n:]
                 exact = ref_fn(real.double().tolist(), generated.double().tolist(), **kwargs)
-                err = _rel(float(fn(real, generated, **kwargs).loss), exact, max(abs(exact), mpmath.mpf(1)))
+                err = _rel(
+                    float(fn(real, generated, **kwargs).loss), exact, max(abs(exact), mpmath.mpf(1))
+                )
                 cases += 1
                 if err > worst:
                     worst, where = err, label
-            rows.append(AccuracyRow(name, str(dtype).removeprefix("torch."), cases, worst, math.nan, where))
+            rows.append(
+                AccuracyRow(name, str(dtype).removeprefix("torch."), cases, worst, math.nan, where)
+            )
     return rows
 
 

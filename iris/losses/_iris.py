@@ -17,7 +17,9 @@ from ._tilted import effective_sample_fraction, tilt_weights, tilted_risk
 from ._types import LossOutput, TiltNormalizer, as_compute, compute_dtype, positive
 
 
-def _tilts(alpha: float | Tensor, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+def _tilts(
+    alpha: float | Tensor, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
     """The tilts (1 − α, α), with 1 − α formed in float64 before rounding to ``dtype``:
     in float32, α = 1 − 1e-9 rounds to 1 and the real tilt would vanish."""
     alpha64 = torch.as_tensor(alpha, dtype=torch.float64, device=device).detach()

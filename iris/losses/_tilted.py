@@ -30,7 +30,9 @@ from ._types import compute_dtype
 _Z_SWITCH = 20.0
 # ψ(z) = Σ_{k≥1} z^k/(k+1)!; 16 terms give float64 accuracy for |z| ≤ 1/2.
 _PSI_SERIES_RADIUS = 0.5
-_PSI_COEFFS = [1.0 / float(torch.arange(1, k + 2, dtype=torch.float64).prod()) for k in range(1, 17)]
+_PSI_COEFFS = [
+    1.0 / float(torch.arange(1, k + 2, dtype=torch.float64).prod()) for k in range(1, 17)
+]
 # log1p(s)/s = 1 − s/2 + s²/3 − …; three terms are exact to float64 for s < 1e-6.
 _LOG1P_SERIES_RADIUS = 1e-6
 
@@ -74,7 +76,10 @@ def _risk_value(losses: Tensor, tilt: Tensor, log_probs: Tensor | None) -> Tenso
     if probs is None:
         b, s = b_terms.mean(dim=-1, keepdim=True), s_terms.mean(dim=-1, keepdim=True)
     else:
-        b, s = (probs * b_terms).sum(dim=-1, keepdim=True), (probs * s_terms).sum(dim=-1, keepdim=True)
+        b, s = (
+            (probs * b_terms).sum(dim=-1, keepdim=True),
+            (probs * s_terms).sum(dim=-1, keepdim=True),
+        )
     series_risk = mean + b * _log1p_ratio(s.clamp_min(0.0))
 
     # Log-sum-exp route for large |τ d|: TR = m + (logsumexp(τ d + log p))/τ.
@@ -115,13 +120,17 @@ def _prepare(losses: Tensor, tilt: float | Tensor) -> tuple[Tensor, Tensor]:
     if not isinstance(losses, Tensor) or not losses.is_floating_point():
         raise ValueError("losses must be a floating-point torch.Tensor")
     if losses.dim() == 0 or losses.shape[-1] == 0:
-        raise ValueError(f"losses must have a non-empty last dimension, got shape {tuple(losses.shape)}")
+        raise ValueError(
+            f"losses must have a non-empty last dimension, got shape {tuple(losses.shape)}"
+        )
     if not bool(torch.isfinite(losses).all()):
         raise ValueError("losses has non-finite values")
     dtype = compute_dtype(losses)
     tilt_t = torch.as_tensor(tilt, dtype=dtype, device=losses.device)
     if tilt_t.requires_grad:
-        raise ValueError("the tilt is a hyper-parameter: tilted_risk does not differentiate through it")
+        raise ValueError(
+            "the tilt is a hyper-parameter: tilted_risk does not differentiate through it"
+        )
     if not bool(torch.isfinite(tilt_t).all()):
         raise ValueError(f"tilt must be finite, got {tilt}")
     # A tilt per leading index broadcasts against (..., 1).

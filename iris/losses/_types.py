@@ -61,7 +61,9 @@ def as_compute(tensor: Tensor, name: str, dtype: torch.dtype) -> Tensor:
     if not tensor.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}")
     if tensor.dim() != 1:
-        raise ValueError(f"{name} must be 1-D (one value per sequence), got shape {tuple(tensor.shape)}")
+        raise ValueError(
+            f"{name} must be 1-D (one value per sequence), got shape {tuple(tensor.shape)}"
+        )
     if tensor.numel() == 0:
         raise ValueError(f"{name} is empty: a loss needs at least one sequence")
     if not bool(torch.isfinite(tensor).all()):
