@@ -373,7 +373,9 @@ def test_adaptive_alpha_follows_the_reference_gap(policy, tmp_path):
     D̂ against the D̂₀ carried over (as by the self-play loop) in the schedule's state.
     """
     rows = make_rows(8, seed=4)
-    schedule = AdaptiveSchedule(alpha_min=0.5, alpha_max=2.0, gap="reference", update="step", smoothing=0.0)
+    schedule = AdaptiveSchedule(
+        alpha_min=0.5, alpha_max=2.0, gap="reference", update="step", smoothing=0.0
+    )
     schedule.load_state_dict({"initial_gap": 0.05, "current_gap": None, "observations": 1})
     trainer = IrisTrainer(
         AutoModelForCausalLM.from_pretrained(policy),
