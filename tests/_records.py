@@ -7,10 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-FIELDS = (
-    "run", "model", "method", "loss", "alpha", "schedule", "seed", "n_train", "iteration",
-    "stage", "suite", "step", "metric", "value",
-)  # fmt: skip
+from analysis.records import COLUMNS as FIELDS
+
 Row = collections.namedtuple("Row", FIELDS)
 OPTIONAL = {"schedule", "seed", "n_train", "suite", "step"}  # None where missing
 

@@ -493,13 +493,14 @@ def test_builtin_suites_resolve_in_lm_eval_registry(monkeypatch):
         tm = suite_task_manager(suite)
         check_suite(suite, tm)  # names, metrics and filters exist in lm-eval's configs
         plan = prefetch_plan(suite, tm)
+        keys = [ref.key for ref in plan.datasets]
         counts: dict[str, int] = {}
-        for path, _, _ in [ref.key for ref in plan.datasets]:
+        for path, _, _ in keys:
             counts[path] = counts.get(path, 0) + 1
         assert counts == paths
         assert plan.local_tasks == () and plan.unresolved_tasks == ()
-        assert ("openai/gsm8k", "main", None) in [ref.key for ref in plan.datasets]
-        assert ("allenai/winogrande", "winogrande_xl", None) in [ref.key for ref in plan.datasets]
+        assert ("openai/gsm8k", "main", None) in keys
+        assert ("allenai/winogrande", "winogrande_xl", None) in keys
         # Every leaf config imports its functions (the eval extra is complete).
         leaves, _ = leaf_tasks(suite, tm)
         for yaml_path in sorted({leaf.yaml_path for leaf in leaves}):
