@@ -25,7 +25,7 @@ from typing import Any
 from iris.config import from_dict
 from iris.evaluation.base import EvalSettings, register_evaluator, runs_at, setting
 from iris.evaluation.harness import check_backend, evaluate_suite
-from iris.evaluation.suite import Suite, resolve_suite
+from iris.evaluation.suite import Suite, flat_key, resolve_suite
 
 
 @register_evaluator("lm_eval")
@@ -65,8 +65,7 @@ class LmEvalEvaluator(EvalSettings):
         metric, known only from its results)."""
         if any(spec.metrics is None for spec in self._suite.tasks):
             return None
-        names = (f"{spec.task}/{'+'.join(spec.metrics)}" for spec in self._suite.tasks)
-        return frozenset([*names, "average"])
+        return frozenset([*(flat_key(s.task, s.metrics) for s in self._suite.tasks), "average"])
 
     def should_run(self, iteration: int, num_iterations: int) -> bool:
         return runs_at(iteration, num_iterations, every=self.every, final=self.final)

@@ -254,6 +254,11 @@ def _first_metric(entry: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def flat_key(task: str, metrics: tuple[str, ...]) -> str:
+    """A task's key in a summary's ``flat`` mapping: ``"<task>/<metric>[+<metric>...]"``."""
+    return f"{task}/{'+'.join(metrics)}"
+
+
 def summarize(results: Mapping[str, Any], suite: Suite) -> dict[str, Any]:
     """The compact summary of lm-eval ``results`` for ``suite`` (rule in the module docstring).
 
@@ -306,7 +311,7 @@ def summarize(results: Mapping[str, Any], suite: Suite) -> dict[str, Any]:
             "version": results.get("versions", {}).get(spec.task),
             "metrics": metrics,
         }
-        flat[f"{spec.task}/{name}"] = score
+        flat[flat_key(spec.task, components)] = score
     average = math.fsum(flat.values()) / len(flat)
     flat["average"] = average
     return {
