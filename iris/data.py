@@ -35,6 +35,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iris.packages import resolve
 from iris.runs import atomic_write_jsonl, read_jsonl
 
 if TYPE_CHECKING:
@@ -52,7 +53,10 @@ LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".arrow")
 _RESPONSE_FIELDS = ("real", "response")
 
 LAYOUTS: dict[str, str] = {
-    "chat": "'messages': [user, assistant, ...] chat messages; the first turn is used",
+    "chat": "'messages': [system?, user, assistant, ...] chat messages; one turn is used "
+    "(data.turn), the messages before it are the prompt",
+    "sharegpt": "ShareGPT's 'conversations': [{from, value}, ...] turns (human/gpt/system, ...); "
+    "as 'chat'",
     "pairs": "'prompt' and 'real' (or 'response') strings; optional 'generated' string",
     "spin": "SPIN's 'real' and 'generated': [user, assistant] message lists sharing the user turn",
     "preference": "TRL's 'prompt', 'chosen' and 'rejected': strings (standard) or message "
@@ -60,7 +64,7 @@ LAYOUTS: dict[str, str] = {
 }
 """The accepted row layouts, detected per row from its fields in this order: ``preference``
 (``chosen`` and ``rejected``), ``spin`` (``real`` and ``generated``, ``real`` not a string),
-``chat`` (``messages``), ``pairs`` (``prompt`` and ``real``/``response``). The annotated
+``chat`` (``messages``), ``sharegpt`` (``conversations``), ``pairs`` (``prompt`` and ``real``/``response``). The annotated
 response is ``real``/``chosen``; the synthetic one, when given, ``generated``/``rejected``."""
 
 SYNTHETIC_FIELDS = {"spin": "generated", "preference": "rejected", "pairs": "generated"}
@@ -70,7 +74,7 @@ MAX_PLACES = 20
 """How many rows an error about many rows names (it gives their count too)."""
 
 _UNKNOWN_LAYOUT = (
-    "needs field 'messages' (chat) or fields 'prompt' and 'real' (pairs), 'real' and "
+    "needs field 'messages' (chat), 'conversations' (ShareGPT) or fields 'prompt' and 'real' (pairs), 'real' and "
     "'generated' (SPIN) or 'prompt', 'chosen' and 'rejected' (TRL preference)"
 )
 
@@ -85,13 +89,23 @@ def normalize_prompt(prompt: str) -> str:
     return " ".join(prompt.split())
 
 
-def prompt_id(prompt: str) -> str:
-    """Stable 16-hex-digit id of a prompt: sha256 of its whitespace-normalised text.
+def prompt_key(prompt: str | Sequence[Mapping[str, str]]) -> str:
+    """The identity text of a prompt: its whitespace-normalised text, or for chat messages
+    each role and normalised content (a lone user message is its own text)."""
+    if isinstance(prompt, str):
+        return normalize_prompt(prompt)
+    if len(prompt) == 1 and prompt[0]["role"] == "user":
+        return normalize_prompt(prompt[0]["content"])
+    return "\u0000".join(f"{m['role']}\u0001{normalize_prompt(m['content'])}" for m in prompt)
+
+
+def prompt_id(prompt: str | Sequence[Mapping[str, str]]) -> str:
+    """Stable 16-hex-digit id of a prompt: sha256 of :func:`prompt_key`.
 
     >>> prompt_id("What is  2+2?") == prompt_id(" What is 2+2? ")
     True
     """
-    return hashlib.sha256(normalize_prompt(prompt).encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(prompt_key(prompt).encode("utf-8")).hexdigest()[:16]
 
 
 class DataError(ValueError):
@@ -103,45 +117,131 @@ def _invalid(where: str, field: str, problem: str) -> DataError:
     return DataError(f"{where}: field {field!r} {problem}")
 
 
-def first_turn(messages: Any, where: str) -> tuple[str, str]:
-    """(user prompt, assistant response) of the first turn of a chat ``messages`` list.
+CHAT_ROLES = ("system", "user", "assistant")
+"""The roles of a chat ``messages`` list."""
 
-    ``where`` (e.g. ``"data.jsonl row 17"``) prefixes every error message.
+SHAREGPT_ROLES: dict[str, str] = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+}
+"""ShareGPT's ``from`` names (lower-cased) and the chat role each maps to."""
+
+TURNS = ("first", "last")
+"""Which assistant turn of a conversation is the annotated response (``data.turn``)."""
+
+Prompt = str | list[dict[str, str]]
+"""A record's prompt: one user message as a string, or the chat messages (system, earlier
+turns) before the annotated response, ending with a user message."""
+
+
+def prompt_messages(prompt: Prompt) -> list[dict[str, str]]:
+    """The chat messages of a record's prompt (a string is one user message)."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+
+
+def _as_prompt(messages: list[dict[str, str]]) -> Prompt:
+    """The record form of prompt messages: a lone user message is kept as its string."""
+    if len(messages) == 1 and messages[0]["role"] == "user":
+        return messages[0]["content"]
+    return messages
+
+
+def conversation_turn(
+    messages: Any, where: str, *, turn: str = "first", field: str = "messages"
+) -> tuple[Prompt, str]:
+    """(prompt, annotated response) of a chat conversation, by the ``turn`` rule.
+
+    The response is the first (``turn="first"``, as SPIN) or the last (``"last"``)
+    assistant message that directly follows a user message; the prompt is every message
+    before it — system messages and earlier turns included — except assistant messages
+    that come before the first user message (a conversation cut out of a longer one
+    starts with an answer whose question is missing). Every kept message must be
+    non-empty. A prompt of one user message is returned as its string.
+
+    Raises :class:`DataError` prefixed with ``where`` (e.g. ``"data.jsonl line 17"``).
+
+    >>> conversation_turn([{"role": "user", "content": "Hi"},
+    ...                    {"role": "assistant", "content": "Hello"}], "row 1")
+    ('Hi', 'Hello')
     """
-    field = "messages"
-    if not isinstance(messages, list | tuple):
+    if turn not in TURNS:
+        raise ValueError(f"turn must be one of {TURNS}, got {turn!r}")
+    items = _messages(messages, field, where)
+    for index, message in enumerate(items):
+        if message["role"] not in CHAT_ROLES:
+            raise _invalid(
+                where,
+                field,
+                f"item {index} has role {message['role']!r}; roles are "
+                + ", ".join(map(repr, CHAT_ROLES)),
+            )
+    roles = [m["role"] for m in items]
+    answers = [
+        i for i in range(1, len(items)) if roles[i] == "assistant" and roles[i - 1] == "user"
+    ]
+    if not answers:
         raise _invalid(
             where,
             field,
-            f"must be a list of {{role, content}} messages, got {type(messages).__name__}",
+            f"needs a user and an assistant message, got {len(items)} message(s)"
+            + (f" with roles {roles}" if items else ""),
         )
-    if len(messages) < 2:
-        raise _invalid(
-            where, field, f"needs a user and an assistant message, got {len(messages)} message(s)"
-        )
-    for index, expected_role in ((0, "user"), (1, "assistant")):
-        message = messages[index]
-        if not isinstance(message, Mapping):
-            raise _invalid(
-                where,
-                field,
-                f"item {index} must be a mapping with 'role' and 'content', got {type(message).__name__}",
-            )
-        role = message.get("role")
-        if role != expected_role:
-            raise _invalid(
-                where, field, f"item {index} must have role {expected_role!r}, got {role!r}"
-            )
-        content = message.get("content")
-        if not isinstance(content, str):
-            raise _invalid(
-                where,
-                field,
-                f"item {index} 'content' must be a string, got {type(content).__name__}",
-            )
-        if not content.strip():
+    answer = answers[0] if turn == "first" else answers[-1]
+    first_user = roles.index("user")
+    kept = [i for i in range(answer + 1) if i >= first_user or roles[i] != "assistant"]
+    for index in kept:
+        if not items[index]["content"].strip():
             raise _invalid(where, field, f"item {index} 'content' is empty")
-    return messages[0]["content"], messages[1]["content"]
+    prompt = [items[i] for i in kept[:-1]]
+    return _as_prompt(prompt), items[answer]["content"]
+
+
+def sharegpt_messages(conversations: Any, where: str) -> list[dict[str, str]]:
+    """ShareGPT's ``conversations`` (``{"from", "value"}`` items) as chat messages.
+
+    Roles are mapped by :data:`SHAREGPT_ROLES`; an unknown one raises :class:`DataError`.
+    """
+    field = "conversations"
+    if not isinstance(conversations, list | tuple):
+        raise _invalid(
+            where,
+            field,
+            f"must be a list of {{from, value}} turns, got {type(conversations).__name__}",
+        )
+    messages = []
+    for index, item in enumerate(conversations):
+        if not isinstance(item, Mapping):
+            raise _invalid(
+                where,
+                field,
+                f"item {index} must be a mapping with 'from' and 'value', got {type(item).__name__}",
+            )
+        for key in ("from", "value"):
+            if not isinstance(item.get(key), str):
+                raise _invalid(
+                    where,
+                    field,
+                    f"item {index} {key!r} must be a string, got {type(item.get(key)).__name__}",
+                )
+        role = SHAREGPT_ROLES.get(item["from"].strip().lower())
+        if role is None:
+            raise _invalid(
+                where,
+                field,
+                f"item {index} has an unknown speaker {item['from']!r}; known: "
+                + ", ".join(sorted(SHAREGPT_ROLES)),
+            )
+        messages.append({"role": role, "content": item["value"]})
+    return messages
 
 
 def _present(row: Mapping[str, Any], field: str) -> bool:
@@ -156,6 +256,8 @@ def detect_layout(row: Mapping[str, Any]) -> str | None:
         return "spin"
     if _present(row, "messages"):
         return "chat"
+    if _present(row, "conversations"):
+        return "sharegpt"
     if "prompt" in row and any(f in row for f in _RESPONSE_FIELDS):
         return "pairs"
     return None
@@ -213,13 +315,14 @@ def _response(messages: list[dict[str, str]], field: str, where: str, *, given: 
 
 def _preference_row(
     row: Mapping[str, Any], where: str, annotated: str, synthetic: str
-) -> tuple[str, str, str]:
+) -> tuple[Prompt, str, str]:
     """(prompt, annotated response, synthetic response) of a SPIN or TRL preference row.
 
     Standard rows hold strings; conversational rows hold message lists, with the prompt
     either in ``prompt`` or as the messages ``annotated`` and ``synthetic`` start with
     (TRL's implicit prompt, SPIN's layout), extracted by :func:`trl.data_utils.maybe_extract_prompt`.
-    The prompt must be one user message: iris trains on single-turn prompts.
+    A conversational prompt may hold system messages and earlier turns; it ends with a
+    user message.
     """
     from trl.data_utils import maybe_extract_prompt
 
@@ -279,28 +382,34 @@ def _preference_row(
             "both must start with the same user message"
         )
     roles = [m["role"] for m in prompt_messages]
-    if roles != ["user"]:
+    if roles[-1] != "user" or any(role not in CHAT_ROLES for role in roles):
         raise DataError(
-            f"{where}: {subject} must be one user message (iris trains on single-turn "
-            f"prompts), got roles {roles}"
+            f"{where}: {subject} must be chat messages ending with a user message "
+            f"(roles {', '.join(map(repr, CHAT_ROLES))}), got roles {roles}"
         )
-    prompt = prompt_messages[0]["content"]
-    if not prompt.strip():
-        raise DataError(f"{where}: {subject}: 'content' is empty")
+    for index, message in enumerate(prompt_messages):
+        if not message["content"].strip():
+            raise DataError(f"{where}: {subject}: item {index} 'content' is empty")
     return (
-        prompt,
+        _as_prompt(prompt_messages),
         _response(example["chosen"], annotated, where, given=False),
         _response(example["rejected"], synthetic, where, given=True),
     )
 
 
 def row_to_record(
-    row: Mapping[str, Any], *, where: str, index: int, repeated_prompts: bool = False
+    row: Mapping[str, Any],
+    *,
+    where: str,
+    index: int,
+    repeated_prompts: bool = False,
+    turn: str = "first",
 ) -> Record:
     """Validate one source row and convert it to a canonical record.
 
     Accepted rows (:data:`LAYOUTS`, detected by :func:`detect_layout`): chat rows with
-    ``messages`` (first turn taken, as for UltraChat's ``prompt``/``messages`` columns),
+    ``messages`` and ShareGPT rows with ``conversations`` (one turn taken by
+    :func:`conversation_turn` with ``turn``: the first, as for UltraChat and SPIN, or the last),
     pair rows with ``prompt`` and ``real`` (alias ``response``), SPIN rows (``real`` and
     ``generated`` message lists) and TRL preference rows (``prompt``, ``chosen``,
     ``rejected``; standard or conversational). The annotated response is ``real`` /
@@ -318,7 +427,10 @@ def row_to_record(
     elif layout == "spin":
         prompt, real, generated = _preference_row(row, where, "real", "generated")
     elif layout == "chat":
-        prompt, real = first_turn(row["messages"], where)
+        prompt, real = conversation_turn(row["messages"], where, turn=turn)
+    elif layout == "sharegpt":
+        messages = sharegpt_messages(row["conversations"], where)
+        prompt, real = conversation_turn(messages, where, turn=turn, field="conversations")
     elif layout == "pairs":
         response_field = next(f for f in _RESPONSE_FIELDS if f in row)
         prompt = _string(row["prompt"], "prompt", where)
@@ -327,9 +439,7 @@ def row_to_record(
             generated = _string(row["generated"], "generated", where, allow_empty=True)
     else:
         raise DataError(f"{where}: {_UNKNOWN_LAYOUT}; found fields {sorted(row)}")
-    record_id = prompt_id(
-        f"{normalize_prompt(prompt)}\u0000{index}" if repeated_prompts else prompt
-    )
+    record_id = prompt_id(f"{prompt_key(prompt)}\u0000{index}" if repeated_prompts else prompt)
     record: Record = {"id": record_id, "prompt": prompt, "real": real, "source_index": index}
     if generated is not None:
         record["generated"] = generated
@@ -398,6 +508,49 @@ def _numbered(label: str, rows: Iterable[Any]) -> Iterator[tuple[str, Any]]:
     return ((f"{label} row {index}", row) for index, row in enumerate(rows, start=1))
 
 
+class CutOffError(DataError):
+    """A JSON array that ends inside a record (a truncated download or copy).
+
+    ``rows`` holds the ``whole`` complete records before the cut (as (where, row) pairs);
+    ``line`` is the 1-based line where the cut record starts."""
+
+    def __init__(self, path: Path, line: int, rows: list[tuple[str, Any]]):
+        self.path, self.line, self.rows, self.whole = path, line, rows, len(rows)
+        super().__init__(
+            f"{path} line {line}: the file is cut off inside record {self.whole + 1} "
+            f"({self.whole} whole records precede the cut); set data.skip_invalid: true to "
+            "use those records"
+        )
+
+
+def _ends_early(err: json.JSONDecodeError, text: str) -> bool:
+    """Whether a decoding error is the end of the text arriving inside a value."""
+    return err.msg.startswith("Unterminated string") or err.pos >= len(text.rstrip())
+
+
+def _salvage(path: Path, text: str, error: json.JSONDecodeError) -> CutOffError:
+    """The whole records of a JSON array cut off inside a record, decoded one by one, as
+    the :class:`CutOffError` to raise; any other fault raises its own DataError."""
+    decoder = json.JSONDecoder()
+    rows: list[tuple[str, Any]] = []
+    position = text.index("[") + 1
+    while True:
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        if position >= len(text):  # the array stops between two records
+            return CutOffError(path, text.count("\n") + 1, rows)
+        if text[position] == "]":
+            raise DataError(f"{path} line {error.lineno}: invalid JSON: {error.msg}") from error
+        try:
+            row, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as err:
+            if not _ends_early(err, text):
+                raise DataError(f"{path} line {err.lineno}: invalid JSON: {err.msg}") from err
+            return CutOffError(path, text.count("\n", 0, position) + 1, rows)
+        rows.append((f"{path} row {len(rows) + 1}", row))
+        position = end
+
+
 def _read_json_file(path: Path) -> Iterable[tuple[str, Any]]:
     text = _decode(path.read_bytes(), path)
     try:
@@ -405,6 +558,8 @@ def _read_json_file(path: Path) -> Iterable[tuple[str, Any]]:
     except json.JSONDecodeError as err:
         if "Extra data" in str(err):  # JSON Lines saved as .json (as datasets' to_json does)
             return _jsonl_rows(path)
+        if text.lstrip().startswith("[") and _ends_early(err, text):
+            raise _salvage(path, text, err) from err
         raise DataError(f"{path} line {err.lineno}: invalid JSON: {err.msg}") from err
     if isinstance(data, list):
         return _numbered(str(path), data)
@@ -490,7 +645,9 @@ def read_rows(
 ) -> tuple[str, Iterable[tuple[str, Any]]]:
     """(label, iterable of (where, raw row)) for a local path or a hub dataset id; ``where``
     names the row for error messages: ``<file> line <n>`` (JSON Lines) or ``<label> row <n>``,
-    numbered from 1."""
+    numbered from 1. A ``pkg:`` source is the file an installed distribution ships
+    (:mod:`iris.packages`)."""
+    source = resolve(source)
     if is_local_source(source):
         return _local_rows(Path(source), split)
     source = str(source)
@@ -519,6 +676,9 @@ class LoadedData:
     """Where (``line 3`` / ``row 3``) the first of those rows are (at most :data:`MAX_PLACES`)."""
     empty_synthetic: list[str] = dataclasses.field(default_factory=list)
     """Where the first rows with an empty given synthetic response are, with its field."""
+    cut: dict[str, Any] | None = None
+    """``{"line", "whole_records"}`` of a JSON file cut off inside a record (read with
+    ``skip_invalid``: the whole records before the cut are used), else None."""
 
     def stats(self) -> dict[str, Any]:
         stats = {
@@ -531,6 +691,8 @@ class LoadedData:
         }
         if any(layout in SYNTHETIC_FIELDS for layout in self.layouts):
             stats["n_empty_given_synthetic"] = self.n_empty_synthetic
+        if self.cut is not None:
+            stats["cut_off"] = dict(self.cut)
         return stats
 
 
@@ -541,14 +703,26 @@ def load_annotated(
     revision: str | None = None,
     skip_invalid: bool = False,
     repeated_prompts: bool = False,
+    turn: str = "first",
 ) -> LoadedData:
     """Load (prompt, annotated response) records from a hub id or a local file.
 
     Rows are validated (errors name source, 1-based line or row, and field; with
-    ``skip_invalid=True`` invalid rows are skipped and counted), converted to records and
+    ``skip_invalid=True`` invalid rows are skipped and counted, and a JSON file cut off
+    inside a record gives its whole records, the cut recorded in ``cut``), converted to
+    records (conversations by the ``turn`` rule of :func:`conversation_turn`) and
     deduplicated by prompt (first occurrence kept).
     """
-    label, rows = read_rows(source, split=split, revision=revision)
+    cut: dict[str, Any] | None = None
+    try:
+        label, rows = read_rows(source, split=split, revision=revision)
+    except CutOffError as err:
+        if not skip_invalid:
+            raise
+        logger.warning("%s", err)
+        label, rows = str(err.path), err.rows
+        cut = {"line": err.line, "whole_records": err.whole}
+
     records: list[Record] = []
     first_seen: dict[str, str] = {}
     duplicates: list[str] = []
@@ -559,7 +733,9 @@ def load_annotated(
     for index, (where, row) in enumerate(rows):
         n_rows += 1
         try:
-            record = row_to_record(row, where=where, index=index, repeated_prompts=repeated_prompts)
+            record = row_to_record(
+                row, where=where, index=index, repeated_prompts=repeated_prompts, turn=turn
+            )
         except DataError:
             if not skip_invalid:
                 raise
@@ -598,6 +774,7 @@ def load_annotated(
         n_empty_synthetic,
         without_synthetic,
         empty_synthetic,
+        cut,
     )
 
 
@@ -738,7 +915,9 @@ def prepare_data(config: DataConfig) -> DataSplit:
         revision=config.revision,
         skip_invalid=config.skip_invalid,
         repeated_prompts=config.repeated_prompts,
+        turn=config.turn,
     )
+    loaded.records, n_long = within_length(loaded.records, config)
     candidates = None
     heldout_stats: dict[str, Any] = {}
     if config.heldout_split is not None and config.n_heldout > 0:
@@ -747,9 +926,10 @@ def prepare_data(config: DataConfig) -> DataSplit:
             split=config.heldout_split,
             revision=config.revision,
             skip_invalid=config.skip_invalid,
+            turn=config.turn,
         )
-        candidates = held.records
-        heldout_stats = {"heldout_source": held.stats()}
+        candidates, n_long_heldout = within_length(held.records, config)
+        heldout_stats = {"heldout_source": {**held.stats(), "n_too_long": n_long_heldout}}
     try:
         split = select_subsets(
             loaded.records,
@@ -764,8 +944,27 @@ def prepare_data(config: DataConfig) -> DataSplit:
             examples = "; ".join(loaded.duplicate_examples)
             repeated = f" ({loaded.n_duplicates} rows repeat an earlier prompt: {examples}, ...)"
         raise DataError(f"{loaded.label}: {err}{repeated}") from err
-    split.stats = {**loaded.stats(), **heldout_stats, **split.stats}
+    split.stats = {**loaded.stats(), "n_too_long": n_long, **heldout_stats, **split.stats}
     return split
+
+
+def within_length(records: Sequence[Record], config: DataConfig) -> tuple[list[Record], int]:
+    """The records whose prompt and annotated response fit ``data.max_prompt_chars`` and
+    ``data.max_response_chars`` (characters of all prompt messages; None: no limit), and
+    how many were dropped."""
+    limits = (config.max_prompt_chars, config.max_response_chars)
+    if limits == (None, None):
+        return list(records), 0
+    kept = [
+        r
+        for r in records
+        if (
+            limits[0] is None
+            or sum(len(m["content"]) for m in prompt_messages(r["prompt"])) <= limits[0]
+        )
+        and (limits[1] is None or len(r["real"]) <= limits[1])
+    ]
+    return kept, len(records) - len(kept)
 
 
 def write_records(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> Path:
@@ -814,7 +1013,7 @@ def _adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
     return bool(ids) and ids[0] == bos_id
 
 
-def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
+def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> str:
     """The prompt rendered by the tokenizer's chat template, ending with the generation prompt.
 
     This string is what the model sees, both when sampling synthetic responses and in the
@@ -825,13 +1024,13 @@ def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
     return format_prompts(tokenizer, [prompt])[0]
 
 
-def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]) -> list[str]:
-    """:func:`format_prompt` for many prompts."""
+def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt]) -> list[str]:
+    """:func:`format_prompt` for many prompts (strings or chat messages, :data:`Prompt`)."""
     bos = getattr(tokenizer, "bos_token", None)
     strip_bos = bool(bos) and _adds_bos(tokenizer)
     formatted = []
     for prompt in prompts:
-        text = _render(tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True)
+        text = _render(tokenizer, prompt_messages(prompt), add_generation_prompt=True)
         if strip_bos and text.startswith(bos):
             text = text[len(bos) :]
         formatted.append(text)
@@ -906,7 +1105,7 @@ def turn_format(tokenizer: PreTrainedTokenizerBase) -> TurnFormat:
 
 
 def format_completion(
-    tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, *, terminated: bool = True
+    tokenizer: PreTrainedTokenizerBase, prompt: Prompt, response: str, *, terminated: bool = True
 ) -> str:
     """The response as the chat template renders it after :func:`format_prompt`.
 
@@ -918,7 +1117,7 @@ def format_completion(
     turn) is left out: generation stops at that token, so it is never sampled.
     """
     fmt = turn_format(tokenizer)
-    messages = [{"role": "user", "content": prompt}]
+    messages = prompt_messages(prompt)
     head = _render(tokenizer, messages, add_generation_prompt=True)
     full = _render(
         tokenizer,

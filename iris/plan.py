@@ -483,7 +483,10 @@ class Plan:
 
 
 def load_architecture(
-    name_or_path: str, revision: str | None, model_config: str | os.PathLike | None
+    name_or_path: str,
+    revision: str | None,
+    model_config: str | os.PathLike | None,
+    gguf_file: str | None = None,
 ):
     """The model's ``transformers`` config from local files only (no download).
 
@@ -499,7 +502,12 @@ def load_architecture(
         source, revision = str(model_config), None
     else:
         source = name_or_path
+    from iris.checkpoints import gguf_source
+
+    gguf = gguf_source(source, gguf_file) if model_config is None else None
     try:
+        if gguf is not None:  # read from the GGUF file's metadata, nothing de-quantised
+            return AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         return AutoConfig.from_pretrained(source, revision=revision, local_files_only=True)
     except (OSError, ValueError) as err:
         if model_config is not None:
@@ -807,7 +815,9 @@ def plan(
     if gpus is not None and gpus < 1:
         raise PlanError(f"--gpus must be >= 1, got {gpus}")
     engine = read_engine(accelerate_config, gpus)
-    architecture = load_architecture(config.model.name_or_path, config.model.revision, model_config)
+    architecture = load_architecture(
+        config.model.name_or_path, config.model.revision, model_config, config.model.gguf_file
+    )
     size = model_size(architecture, str(model_config or config.model.name_or_path))
     train_dtype = config.model.train_dtype or config.model.dtype
     if train_dtype == "auto":

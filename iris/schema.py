@@ -37,7 +37,14 @@ class ModelConfig(Section):
     """The starting checkpoint θ0."""
 
     name_or_path: str = _field(
-        ..., "Hub id (e.g. alignment-handbook/zephyr-7b-sft-full) or local directory.", min_length=1
+        ...,
+        "Hub id (e.g. alignment-handbook/zephyr-7b-sft-full), local directory, a .gguf file "
+        "(de-quantised once into a plain safetensors folder under $IRIS_CACHE_DIR), or a file "
+        "an installed package ships: pkg:<distribution>/<path>.",
+        min_length=1,
+    )
+    gguf_file: str | None = _field(
+        None, "GGUF file name inside the name_or_path folder (as transformers' gguf_file=)."
     )
     revision: str | None = _field(
         None, "Hub commit/tag to pin (record it: ac6e600e... for Zephyr in SPIN)."
@@ -58,8 +65,8 @@ class DataConfig(Section):
 
     source: str = _field(
         ...,
-        "Hub dataset id (HuggingFaceH4/ultrachat_200k) or a local .jsonl/.json/.parquet/.arrow "
-        "file or saved dataset.",
+        "Hub dataset id (HuggingFaceH4/ultrachat_200k), a local .jsonl/.json/.parquet/.arrow "
+        "file or saved dataset, or a file an installed package ships: pkg:<distribution>/<path>.",
         min_length=1,
     )
     split: str = _field("train_sft", "Split to read (hub or saved DatasetDict).")
@@ -74,7 +81,20 @@ class DataConfig(Section):
     )
     seed: int = _field(0, "Seed of the subset selection.")
     skip_invalid: bool = _field(
-        False, "Skip (and count) rows failing validation instead of raising."
+        False,
+        "Skip (and count) rows failing validation instead of raising; a JSON file cut off "
+        "inside a record gives its whole records (the cut recorded in the data stats).",
+    )
+    turn: Literal["first", "last"] = _field(
+        "first",
+        "Which assistant turn of a multi-turn conversation is the annotated response: the "
+        "first (SPIN) or the last; the messages before it (system included) are the prompt.",
+    )
+    max_prompt_chars: Annotated[int, Field(gt=0)] | None = _field(
+        None, "Skip (and count) rows whose prompt messages hold more characters; null = no limit."
+    )
+    max_response_chars: Annotated[int, Field(gt=0)] | None = _field(
+        None, "Skip (and count) rows whose annotated response is longer; null = no limit."
     )
     repeated_prompts: bool = _field(
         False,

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iris import console
+from iris.checkpoints import gguf_source, start_checkpoint
 from iris.config import ConfigError, SelfPlayConfig, non_result_keys, to_dict
 from iris.data import (
     DataError,
@@ -117,14 +118,30 @@ def _needs_proto(config: SelfPlayConfig) -> bool:
 def _model_path(config: SelfPlayConfig, run: RunDir, iteration: int) -> tuple[str, str | None]:
     """θt: the starting checkpoint for t = 0, else the model written by iteration t − 1."""
     if iteration == 0:
-        return config.model.name_or_path, config.model.revision
+        return start_checkpoint(
+            config.model.name_or_path, config.model.gguf_file
+        ), config.model.revision
     return str(run.model_dir(iteration - 1)), None
 
 
-def _load_tokenizer(config: SelfPlayConfig):
+def _load_tokenizer(config: SelfPlayConfig, run: RunDir):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(config.model.name_or_path, revision=config.model.revision)
+    return AutoTokenizer.from_pretrained(*_model_path(config, run, 0))
+
+
+def _stage_model(config: SelfPlayConfig, state) -> None:
+    """A GGUF starting checkpoint made plain once (main process first, then the others)."""
+    if gguf_source(config.model.name_or_path, config.model.gguf_file) is None:
+        return
+    if state.is_main_process:
+        import time
+
+        start = time.perf_counter()
+        print(f"── model: {config.model.name_or_path}", flush=True)
+        path = start_checkpoint(config.model.name_or_path, config.model.gguf_file)
+        print(f"   plain checkpoint {path} ({time.perf_counter() - start:.1f} s)", flush=True)
+    state.wait_for_everyone()
 
 
 def _stage_data(config: SelfPlayConfig, run: RunDir, state) -> None:
@@ -332,11 +349,20 @@ def _check_sources(config: SelfPlayConfig) -> None:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     from iris.data import is_missing_local_file
+    from iris.packages import PackageFileError, resolve
 
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     model, revision = config.model.name_or_path, config.model.revision
-    path = Path(model).expanduser()
-    if path.exists():
+    try:
+        gguf = gguf_source(model, config.model.gguf_file)
+        path = Path(resolve(model)).expanduser()
+    except PackageFileError as err:
+        raise ConfigError(f"model.name_or_path: {err}") from err
+    if gguf is not None:
+        if not gguf.is_file():
+            key = "model.gguf_file" if config.model.gguf_file else "model.name_or_path"
+            raise ConfigError(f"{key}: GGUF file {gguf} does not exist")
+    elif path.exists():
         if not (path / "config.json").is_file():
             raise ConfigError(f"model.name_or_path: {model} has no config.json (not a model)")
     else:
@@ -351,11 +377,18 @@ def _check_sources(config: SelfPlayConfig) -> None:
                 f"model.name_or_path: {model} is neither a local directory nor a hub model in "
                 "the local cache (HF_HUB_OFFLINE=1: download it once online)"
             )
-    if is_missing_local_file(config.data.source):
-        raise ConfigError(f"data.source: {config.data.source} does not exist")
-    for t, source in enumerate(config.generation.given):
-        if source not in (None, "data") and is_missing_local_file(source):
-            raise ConfigError(f"generation.given[{t}]: {source} does not exist")
+    sources = [("data.source", config.data.source)] + [
+        (f"generation.given[{t}]", s)
+        for t, s in enumerate(config.generation.given)
+        if s not in (None, "data")
+    ]
+    for key, source in sources:
+        try:
+            missing = is_missing_local_file(resolve(source))
+        except PackageFileError as err:
+            raise ConfigError(f"{key}: {err}") from err
+        if missing:
+            raise ConfigError(f"{key}: {source} does not exist")
 
 
 def _check_training(config: SelfPlayConfig, evaluator: Evaluator | None = None) -> None:
@@ -691,6 +724,7 @@ def run_selfplay(
         except BackendUnavailableError as err:
             raise ConfigError(f"generation.backend: {err}") from err
     state = _distributed_state()
+    _stage_model(config, state)
     run = RunDir(config.output_dir, main_process=state.is_main_process)
     run.start(
         to_dict(config),
@@ -708,7 +742,7 @@ def run_selfplay(
         for t in range(config.iterations)
         if _given(config, t) and not run.stage_done("generate", t)
     }
-    tokenizer = _load_tokenizer(config)
+    tokenizer = _load_tokenizer(config, run)
     prompts = format_prompts(tokenizer, [r["prompt"] for r in records])
     items = [{"id": r["id"], "prompt": p} for r, p in zip(records, prompts, strict=True)]
 

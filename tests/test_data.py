@@ -1,4 +1,4 @@
-"""iris.data: loading and validation, first-turn extraction, nested subsets, the chat format."""
+"""iris.data: loading and validation, conversation turns, nested subsets, the chat format."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from iris.config import DataConfig
 from iris.data import (
     DataError,
     build_selfplay_records,
+    conversation_turn,
     detect_layout,
     encode_prompts,
-    first_turn,
     format_completion,
     format_prompt,
     given_synthetic,
@@ -118,7 +118,8 @@ def test_pair_rows_are_accepted(tmp_path):
         ),
         (
             {"messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]},
-            r"line 18: field 'messages' item 0 must have role 'user'",
+            r"line 18: field 'messages' needs a user and an assistant message, got 2 message\(s\) "
+            r"with roles \['assistant', 'user'\]",
         ),
         (
             {
@@ -391,9 +392,9 @@ def test_build_selfplay_records(tokenizer):
 
 
 def test_first_turn_direct():
-    assert first_turn(ROWS[3]["messages"], "x") == ("question 3 about w3", "answer 3.0")
+    assert conversation_turn(ROWS[3]["messages"], "x") == ("question 3 about w3", "answer 3.0")
     with pytest.raises(ValueError, match=r"^where: field 'messages'"):
-        first_turn([], "where")
+        conversation_turn([], "where")
 
 
 def test_module_docstring_present():
@@ -549,7 +550,8 @@ def test_unknown_layout_lists_the_accepted_ones_and_names_the_file(tmp_path):
         with pytest.raises(DataError) as err:
             load_annotated(path)
         assert str(err.value) == (
-            f"{path} {place}: needs field 'messages' (chat) or fields 'prompt' and 'real' "
+            f"{path} {place}: needs field 'messages' (chat), 'conversations' (ShareGPT) or "
+            "fields 'prompt' and 'real' "
             "(pairs), 'real' and 'generated' (SPIN) or 'prompt', 'chosen' and 'rejected' "
             "(TRL preference); found fields ['answer', 'question']"
         )
@@ -564,19 +566,20 @@ def test_unknown_layout_lists_the_accepted_ones_and_names_the_file(tmp_path):
         ),
         (
             {
-                "real": [user("x"), assistant("y"), user("x2"), assistant("y2")],
-                "generated": [user("x"), assistant("y"), user("x2"), assistant("w2")],
+                "prompt": [user("x"), assistant("y")],
+                "chosen": [assistant("y2")],
+                "rejected": [assistant("z")],
             },
-            r"line 3: the prompt shared by 'real' and 'generated' must be one user message "
-            r"\(iris trains on single-turn prompts\), got roles \['user', 'assistant', 'user'\]",
+            r"line 3: field 'prompt' must be chat messages ending with a user message "
+            r"\(roles 'system', 'user', 'assistant'\), got roles \['user', 'assistant'\]",
         ),
         (
             {
-                "prompt": [{"role": "system", "content": "s"}, user("x")],
+                "prompt": [{"role": "system", "content": " "}, user("x")],
                 "chosen": [assistant("y")],
                 "rejected": [assistant("z")],
             },
-            r"line 3: field 'prompt' must be one user message",
+            r"line 3: field 'prompt': item 0 'content' is empty",
         ),
         (
             {"real": [user("x"), assistant(" ")], "generated": [user("x"), assistant("w")]},
