@@ -11,13 +11,13 @@ ordinary checkpoint and every model a run writes is plain safetensors.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from iris.packages import resolve
+from iris.runs import sha256_file
 
 __all__ = ["GGUF_SUFFIX", "cache_dir", "gguf_source", "plain_checkpoint", "start_checkpoint"]
 
@@ -44,11 +44,7 @@ def gguf_source(name_or_path: str, gguf_file: str | None = None) -> Path | None:
 
 @functools.lru_cache(maxsize=16)
 def _cached_digest(path: Path, size: int, mtime_ns: int) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            sha.update(block)
-    return sha.hexdigest()
+    return sha256_file(path)
 
 
 def _digest(path: Path) -> str:

@@ -418,6 +418,31 @@ def checksum_outputs(
 # --------------------------------------------------------------------------------------
 
 
+def last_complete_checkpoint(directory: str | os.PathLike) -> str | None:
+    """The newest Trainer checkpoint (``checkpoint-<step>``) in ``directory`` that was saved
+    whole, or None.
+
+    The Trainer writes ``trainer_state.json`` last, in place: a checkpoint whose state file
+    is missing or does not parse was being written when the process died, and resuming
+    from it would fail; the one before it is taken instead.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        return None
+    steps = []
+    for path in folder.glob("checkpoint-*"):
+        suffix = path.name.removeprefix("checkpoint-")
+        if path.is_dir() and suffix.isdigit():
+            steps.append((int(suffix), path))
+    for _, path in sorted(steps, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return str(path)
+    return None
+
+
 def utc_now() -> str:
     """The current time, ISO 8601 in UTC with an explicit offset (second resolution)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -610,3 +610,16 @@ def test_mark_done_refuses_a_large_broken_safetensors_file(tmp_path, small_limit
     with pytest.raises(ValueError, match="does not fit"):
         run.mark_done("train", [weights], 0)
     assert not run.marker_path("train", 0).exists()
+
+
+def test_last_complete_checkpoint_skips_one_a_kill_interrupted(tmp_path):
+    from iris.runs import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path / "absent") is None
+    assert last_complete_checkpoint(tmp_path) is None
+    for step, state in ((2, '{"global_step": 2}'), (10, '{"global_step": 10}'), (12, "")):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-13").mkdir()  # killed before its state file was written
+    (tmp_path / "checkpoint-x").mkdir()
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")

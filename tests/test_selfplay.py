@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from _processes import kill_when
 from safetensors.torch import load_file
 
 from iris.cli import main
@@ -22,6 +21,7 @@ from iris.tiny_models import save_tiny_model
 
 WORDS = [f"w{i}" for i in range(24)]
 ROOT = Path(__file__).resolve().parents[1]
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -125,27 +125,6 @@ def test_tspin_generates_proto_once_and_single_stages(workspace, tmp_path):
     assert main([*train, "--training.learning_rate", "0.05"]) == 2
 
 
-def _run_until(args: list[str], ready, timeout: float = 120.0) -> None:
-    """Start the CLI in a subprocess and SIGKILL it once ``ready()`` is true."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "iris.cli", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if ready():
-                process.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-
-
 def test_killed_runs_resume_to_the_uninterrupted_result(workspace, tmp_path):
     """SIGKILL during generation and during training; re-running gives the same final data
     and model as an uninterrupted run with the same seed, with no duplicated rows."""
@@ -155,10 +134,14 @@ def test_killed_runs_resume_to_the_uninterrupted_result(workspace, tmp_path):
     args = ["selfplay", "--config", str(config), "--output-dir", str(killed)]
 
     shards = killed / "iter_0" / "generated.jsonl.shards"
-    _run_until(args, lambda: shards.is_dir() and any(shards.glob("*.jsonl")))
+    kill_when(args, lambda: shards.is_dir() and any(shards.glob("*.jsonl")), env=ONE_THREAD)
     run = RunDir(killed)
     assert not run.stage_done("generate", 0), "killed after generation, not during it"
-    _run_until(args, lambda: any((killed / "iter_0").glob("checkpoint-*/trainer_state.json")))
+    kill_when(
+        args,
+        lambda: any((killed / "iter_0").glob("checkpoint-*/trainer_state.json")),
+        env=ONE_THREAD,
+    )
     assert run.stage_done("generate", 0) and not run.stage_done("train", 0)
     assert main(args) == 0
 
