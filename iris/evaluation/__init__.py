@@ -11,6 +11,9 @@ This package owns scoring models on the paper's benchmarks, always through
 * :mod:`~iris.evaluation.base` — the loop's :class:`Evaluator` protocol, its registry
   (:func:`make_evaluator`; kind ``lm_eval``: :mod:`~iris.evaluation.lm_eval_evaluator`)
   and :class:`EvalSettings`;
+* :mod:`~iris.evaluation.chat` — kind ``chat``: a chat model on the run's held-out
+  conversations (annotated responses' log-likelihood per token, generation statistics,
+  lm-eval's rolling perplexities);
 * :mod:`~iris.evaluation.cli` — ``iris eval`` (its flags generated from EvalSettings).
 
 Importing this package does not import lm-eval or torch (lm-eval is the ``eval`` extra):
@@ -30,6 +33,7 @@ from iris.evaluation.base import (
     register_evaluator,
     runs_at,
 )
+from iris.evaluation.chat import ChatEvaluator
 from iris.evaluation.harness import EvalResult, PrefetchPlan, evaluate_suite, prefetch_plan
 from iris.evaluation.hub_cache import prefetch
 from iris.evaluation.lm_eval_evaluator import LmEvalEvaluator
@@ -44,6 +48,7 @@ from iris.evaluation.suite import (
 
 __all__ = [
     "BackendUnavailableError",
+    "ChatEvaluator",
     "EvalResult",
     "EvalSettings",
     "EvaluationError",

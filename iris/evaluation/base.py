@@ -177,6 +177,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _REGISTRY: dict[str, tuple[Any, Callable[[Mapping[str, Any]], Evaluator]]] = {}
 # Built-in kinds whose module registers them on import (kept lazy: lm-eval is an extra).
 _BUILTIN_MODULES = {
+    "chat": "iris.evaluation.chat",
     "lm_eval": "iris.evaluation.lm_eval_evaluator",
     "testbed": "iris.testbed.evaluator",
 }
@@ -211,7 +212,7 @@ def make_evaluator(config: Mapping[str, Any]) -> Evaluator:
     >>> make_evaluator({"kind": "nope"})
     Traceback (most recent call last):
     ...
-    iris.config.ConfigError: evaluation.kind: unknown evaluator kind 'nope'; known kinds: ['lm_eval', 'testbed']
+    iris.config.ConfigError: evaluation.kind: unknown evaluator kind 'nope'; known kinds: ['chat', 'lm_eval', 'testbed']
     """
     from iris.config import ConfigError
 
