@@ -719,7 +719,14 @@ def load_annotated(
     except CutOffError as err:
         if not skip_invalid:
             raise
-        logger.warning("%s", err)
+        logger.warning(
+            "%s line %d: the file is cut off inside record %d; using the %d whole records "
+            "before the cut",
+            err.path,
+            err.line,
+            err.whole + 1,
+            err.whole,
+        )
         label, rows = str(err.path), err.rows
         cut = {"line": err.line, "whole_records": err.whole}
 

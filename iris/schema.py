@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["DataConfig", "GenerationConfig", "ModelConfig", "Section", "SelfPlayConfig"]
+__all__ = [
+    "DataConfig",
+    "GenerationConfig",
+    "LoraConfig",
+    "ModelConfig",
+    "Section",
+    "SelfPlayConfig",
+]
 
 
 def _field(default: Any = ..., help: str = "", *, result: bool = True, **constraints: Any) -> Any:
@@ -31,6 +38,43 @@ class Section(BaseModel):
 
 Dtype = Literal["float32", "bfloat16", "float16", "auto"]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class LoraConfig(Section):
+    """LoRA adapters (peft's ``LoraConfig``, task ``CAUSAL_LM``) trained instead of all weights."""
+
+    r: int = _field(16, "Rank of the adapters.", gt=0)
+    lora_alpha: float = _field(
+        32.0,
+        "LoRA scaling numerator (the update is lora_alpha / r · BA); not the Rényi α.",
+        gt=0,
+        allow_inf_nan=False,
+    )
+    dropout: float = _field(
+        0.05,
+        "Dropout on the adapters' input (peft's lora_dropout); training.disable_dropout (TRL's "
+        "default, true: IRIS's exact batch normalisation needs it) sets it to 0.",
+        ge=0,
+        lt=1,
+    )
+    target_modules: Annotated[list[str], Field(min_length=1)] | Literal["all-linear"] = _field(
+        "all-linear",
+        "Module names (or name suffixes) that get adapters, or 'all-linear' (every linear "
+        "layer but the output head).",
+    )
+    modules_to_save: list[str] | None = _field(
+        None, "Modules trained in full and saved with the adapter (e.g. [embed_tokens])."
+    )
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _names_or_all_linear(cls, value: Any) -> Any:
+        names = isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+        if value != "all-linear" and not names:
+            raise ValueError(
+                f"must be 'all-linear' or a non-empty list of module names, got {value!r}"
+            )
+        return value
 
 
 class ModelConfig(Section):
@@ -57,6 +101,11 @@ class ModelConfig(Section):
         "Dtype the training stage loads the weights in (null: model.dtype). Keep float32 "
         "under plain DDP (bf16 mixed precision computes in bf16 but updates fp32 weights; "
         "pure-bf16 weights lose updates at lr 5e-7); ZeRO/FSDP keep fp32 masters anyway.",
+    )
+    lora: LoraConfig | None = _field(
+        None,
+        "LoRA adapters instead of full fine-tuning: the reference is the adapter-disabled model "
+        "(no second copy); each iteration saves its adapter and the merged model.",
     )
 
 

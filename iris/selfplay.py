@@ -57,7 +57,13 @@ from iris.generation import (
     read_generations,
     resolve_backend_name,
 )
-from iris.runs import RunDir, atomic_write_json, atomic_write_jsonl, read_json
+from iris.runs import (
+    RunDir,
+    atomic_write_json,
+    atomic_write_jsonl,
+    last_complete_checkpoint,
+    read_json,
+)
 from iris.sft import SFT_LOSS, sft_rows, train_sft
 
 if TYPE_CHECKING:
@@ -492,12 +498,20 @@ def _stage_train(
     proto: Mapping[str, Mapping[str, Any]] | None,
     evaluator: Evaluator | None = None,
 ):
-    """Train θt+1 from θt; returns the trained model (in memory) or None if skipped."""
+    """Train θt+1 from θt; returns the trained model (in memory) or None if skipped.
+
+    With ``model.lora`` the iteration trains a fresh LoRA adapter (peft, ``CAUSAL_LM``) on
+    top of θt instead of all weights, and its reference is θt itself, the adapter-disabled
+    model (TRL's handling of ``ref_model=None`` with a PEFT model, for precomputed and live
+    reference log-probs alike: no second copy in memory). θt+1 is θt with the adapter merged
+    in, saved as a plain model, so the next iteration's generation (HF or vLLM) and training
+    load a plain checkpoint and train a new adapter from it: adapters are not stacked and
+    each iteration's reference is its own starting point, as in full fine-tuning.
+    """
     if _stage_done(run, state, "train", iteration):
         return None
     import torch
-    from transformers import AutoModelForCausalLM
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers import AutoModelForCausalLM, set_seed
 
     from iris.schedules import Measurement, make_schedule
     from iris.trainer import SCHEDULE_FILE, IrisTrainer
@@ -507,16 +521,41 @@ def _stage_train(
     dtype_name = config.model.train_dtype or config.model.dtype
     dtype = getattr(torch, dtype_name) if dtype_name != "auto" else "auto"
     dataset_dir = iteration_dir / TRAIN_DATASET
+    peft_config = None
+    if config.model.lora is not None:
+        try:
+            from peft import LoraConfig
+        except ImportError as err:
+            raise ConfigError(
+                "model.lora: LoRA needs the peft package (pip install 'iris-selfplay[peft]')"
+            ) from err
+        lora = config.model.lora
+        peft_config = LoraConfig(
+            task_type="CAUSAL_LM",
+            r=lora.r,
+            lora_alpha=lora.lora_alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            modules_to_save=lora.modules_to_save,
+        )
+    base = (model_path, revision, dtype)  # θt, onto which a LoRA adapter is merged
     if _is_supervised(config):
         with console.stage(run, "train", iteration, show=state.is_main_process) as info:
             dataset = _shared_dataset(state, dataset_dir, lambda: sft_rows(records, tokenizer))
             model = AutoModelForCausalLM.from_pretrained(model_path, revision=revision, dtype=dtype)
             args = trainer_args(config, iteration, iteration_dir)
+            if peft_config is not None:  # the adapter's random init: the same on every rank
+                set_seed(args.seed)
             trainer = train_sft(
-                model, tokenizer, dataset, args, desc=f"iteration {iteration} · train"
+                model,
+                tokenizer,
+                dataset,
+                args,
+                desc=f"iteration {iteration} · train",
+                peft_config=peft_config,
             )
             info.update(rows=len(dataset))
-            return _finish_training(run, state, iteration, trainer, tokenizer, info, [])
+            return _finish_training(run, state, iteration, trainer, tokenizer, info, [], base)
 
     def build_rows() -> list[dict[str, Any]]:
         rows = _training_rows(config, run, iteration, records, tokenizer, proto)
@@ -537,30 +576,55 @@ def _stage_train(
                 gap = _entering_gap(config, run, state, iteration, evaluator, schedule.gap_metric)
                 schedule.observe(Measurement(evaluated_gap=gap))
         model = AutoModelForCausalLM.from_pretrained(model_path, revision=revision, dtype=dtype)
+        if peft_config is not None:  # the adapter's random init: the same on every rank
+            set_seed(args.seed)
         trainer = IrisTrainer(
             model,
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,
             alpha_schedule=schedule,
+            peft_config=peft_config,  # ref_model=None: the reference is the adapter-disabled θt
         )
         console.show_progress(trainer, f"iteration {iteration} · train")
-        checkpoint = get_last_checkpoint(str(iteration_dir)) if iteration_dir.is_dir() else None
+        checkpoint = last_complete_checkpoint(iteration_dir)
         trainer.train(resume_from_checkpoint=checkpoint)
         info.update(rows=len(dataset))
         outputs = [run.train_data_path(iteration)]
         if (iteration_dir / SCHEDULE_FILE).is_file():
             outputs.append(iteration_dir / SCHEDULE_FILE)
-        return _finish_training(run, state, iteration, trainer, tokenizer, info, outputs)
+        return _finish_training(run, state, iteration, trainer, tokenizer, info, outputs, base)
 
 
-def _finish_training(run: RunDir, state, iteration: int, trainer, tokenizer, info, outputs):
-    """Save θt+1 and its tokenizer, drop the checkpoints, mark the stage done."""
+def _finish_training(
+    run: RunDir, state, iteration: int, trainer, tokenizer, info, outputs, base=None
+):
+    """Save θt+1 and its tokenizer, drop the checkpoints, mark the stage done.
+
+    A LoRA training (a PEFT model) saves its adapter to ``iter_<t>/adapter/`` and θt+1 =
+    θt with the adapter merged in (``base``: θt's path, revision and dtype) to
+    ``iter_<t>/model/`` as a plain model; every rank joins the adapter's save (DeepSpeed
+    gathers it), the main process alone writes.
+    """
+    from accelerate.utils import is_peft_model
+
     from iris.launch import engine_name
     from iris.trainer import METRICS_FILE
 
     iteration_dir = run.iteration_dir(iteration)
-    trainer.save_model(str(run.model_dir(iteration)))
+    model = trainer.model
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    if is_peft_model(unwrapped):
+        adapter_dir = iteration_dir / "adapter"
+        trainer.save_model(str(adapter_dir))
+        if state.is_main_process:
+            tokenizer.save_pretrained(str(adapter_dir))
+        trainable, total = unwrapped.get_nb_trainable_parameters()
+        info.update(adapter=adapter_dir.name, trainable_parameters=trainable, parameters=total)
+        model = _save_merged(trainer, state, adapter_dir, run.model_dir(iteration), base) or model
+        outputs = [*outputs, adapter_dir]
+    else:
+        trainer.save_model(str(run.model_dir(iteration)))
     if state.is_main_process:
         tokenizer.save_pretrained(str(run.model_dir(iteration)))
         for stale in [*iteration_dir.glob("checkpoint-*"), iteration_dir / TRAIN_DATASET]:
@@ -582,7 +646,41 @@ def _finish_training(run: RunDir, state, iteration: int, trainer, tokenizer, inf
     run.mark_done(
         "train", [*outputs, run.model_dir(iteration), iteration_dir / METRICS_FILE], iteration
     )
-    return trainer.model
+    return model
+
+
+def _save_merged(trainer, state, adapter_dir: Path, model_dir: Path, base):
+    """θt+1 = θt + the trained LoRA delta, saved by the main process to ``model_dir`` as a
+    plain model (no peft keys); returns it there (None on the other ranks).
+
+    Where every process holds whole parameters (one process, DDP, DeepSpeed ZeRO-1/2) the
+    trained adapter is merged into the trainer's own model (after its adapter was saved:
+    the trainer's model is a plain model from then on). Where they are sharded (ZeRO-3,
+    FSDP) the main process loads θt from ``base`` (path, revision, dtype) and merges the
+    saved adapter into it.
+    """
+    import torch
+
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    sharded = trainer.is_fsdp_enabled or (plugin is not None and plugin.zero_stage == 3)
+    merged = None
+    if state.is_main_process:
+        if sharded:
+            from peft import PeftModel
+            from transformers import AutoModelForCausalLM
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()  # a plain load on one process, not a partitioned one
+            path, revision, dtype = base
+            model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dtype)
+            model = PeftModel.from_pretrained(model, str(adapter_dir))
+        else:
+            model = trainer.accelerator.unwrap_model(trainer.model)
+        with torch.no_grad():
+            merged = model.merge_and_unload()
+        merged.save_pretrained(str(model_dir))
+    state.wait_for_everyone()
+    return merged
 
 
 def _stage_eval(

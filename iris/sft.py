@@ -46,20 +46,32 @@ def sft_config(settings: Mapping[str, Any], *, output_dir: str | Path):
     return SFTConfig(output_dir=str(output_dir), **values)
 
 
-def train_sft(model, tokenizer, train_dataset, args, *, resume: bool = True, desc: str = "train"):
+def train_sft(
+    model,
+    tokenizer,
+    train_dataset,
+    args,
+    *,
+    resume: bool = True,
+    desc: str = "train",
+    peft_config=None,
+):
     """Fine-tune ``model`` on ``train_dataset`` (a ``datasets.Dataset`` of :func:`sft_rows`)
     with ``args`` (:func:`sft_config`); checkpoints go to ``args.output_dir`` and a killed run
     resumes from the last one. Returns the trainer (the model is ``trainer.model``).
+
+    With ``peft_config`` (e.g. a ``peft.LoraConfig``) only the adapter it adds is trained;
+    ``trainer.model`` is then the PEFT model.
 
     Under several processes give every rank the same dataset loaded from disk
     (``load_from_disk``): TRL's tokenisation caches then lie beside it, written by the
     main process and read by the others.
     """
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
     from iris.console import show_progress
     from iris.launch import check_trainer
+    from iris.runs import last_complete_checkpoint
     from iris.trainer import MetricsFileCallback
 
     trainer = SFTTrainer(
@@ -68,11 +80,10 @@ def train_sft(model, tokenizer, train_dataset, args, *, resume: bool = True, des
         train_dataset=train_dataset,
         processing_class=tokenizer,
         callbacks=[MetricsFileCallback()],  # <output_dir>/metrics.jsonl, as for self-play
+        peft_config=peft_config,
     )
     check_trainer(trainer)  # the training the launcher asked for (iris.launch)
     show_progress(trainer, desc)  # one bar; the metrics go to metrics.jsonl
-    checkpoint = None
-    if resume and Path(args.output_dir).is_dir():
-        checkpoint = get_last_checkpoint(args.output_dir)
+    checkpoint = last_complete_checkpoint(args.output_dir) if resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
     return trainer

@@ -346,7 +346,9 @@ def test_the_entering_gap_reads_back_the_previous_iterations_evaluation(tmp_path
 
     run = RunDir(tmp_path / "run")
     state = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
-    config = SimpleNamespace(model=SimpleNamespace(name_or_path="start", revision=None))
+    config = SimpleNamespace(
+        model=SimpleNamespace(name_or_path="start", gguf_file=None, revision=None)
+    )
     evaluator = Scores()
     summary = run.eval_dir(0) / "testbed.summary.json"
     summary.parent.mkdir(parents=True)

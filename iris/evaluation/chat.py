@@ -456,6 +456,11 @@ class ChatEvaluator:
                     "response_tokens": sum(counts),
                     "capped_responses": sum(capped),
                     "logprob_sum": math.fsum(sums),
+                    # per record, for paired comparisons of two models on the same records
+                    "records": [
+                        {"id": record["id"], "logprob_sum": value, "tokens": count}
+                        for record, value, count in zip(records, sums, counts, strict=True)
+                    ],
                 },
                 "generation": {
                     "sampling": self.sampling.to_dict(),
