@@ -122,7 +122,7 @@ def _fields_at(cls: Any, loc: Sequence[Any]) -> list[str]:
     for part in loc:
         if isinstance(part, int) or not _is_model(cls) or part not in cls.model_fields:
             return []
-        cls = cls.model_fields[part].annotation
+        cls = _section(cls.model_fields[part].annotation) or cls.model_fields[part].annotation
     if dataclasses.is_dataclass(cls):
         return [f.name for f in dataclasses.fields(cls) if f.init]
     return list(cls.model_fields) if _is_model(cls) else []
@@ -164,6 +164,15 @@ def _explain(
 
 def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _section(tp: Any) -> Any:
+    """The section class of a field's type: a model, or the model of an optional section
+    (``LoraConfig | None``); None for any other type."""
+    if _is_model(tp):
+        return tp
+    models = [o for o in _options(tp) if o is not type(None)]
+    return models[0] if len(models) == 1 and _is_model(models[0]) else None
 
 
 def from_dict(
@@ -278,17 +287,17 @@ def apply_overrides(
                     )
                 tp = section.model_fields[part].annotation
             if depth == len(parts) - 1:
-                if _is_model(tp):
+                if _is_model(tp) or (_section(tp) and text.strip().lower() not in _NULLS):
                     raise ConfigError(f"overrides: --{key}: {key!r} is a section; use --{key}.KEY")
                 target[part] = _parse_override(text, tp)
             elif (
                 section is not None
-                and not _is_model(tp)
+                and _section(tp) is None
                 and dict not in map(typing.get_origin, _options(tp))
             ):
                 raise ConfigError(f"overrides: --{key}: {here!r} is not a section or mapping")
             else:
-                section = tp if _is_model(tp) else None
+                section = _section(tp)
                 if target.get(part) is None:
                     target[part] = {}
                 target = target[part]
@@ -375,8 +384,11 @@ def config_help(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     """``(dotted key, type and default, help)`` for every field, for ``--help`` and docs."""
     rows: list[tuple[str, str, str]] = []
     for name, field in cls.model_fields.items():  # type: ignore[attr-defined]
-        if _is_model(field.annotation):
-            rows.extend(config_help(field.annotation, f"{prefix}{name}."))
+        section = _section(field.annotation)
+        if section is not None:
+            if not _is_model(field.annotation):  # an optional section: null, or its keys
+                rows.append((prefix + name, "section | None = None", field.description or ""))
+            rows.extend(config_help(section, f"{prefix}{name}."))
             continue
         kind = _type_name(field.annotation)
         if field.is_required():
@@ -395,6 +407,6 @@ def non_result_keys(config_or_cls: Any) -> list[str]:
     for name, field in cls.model_fields.items():
         if (field.json_schema_extra or {}).get("affects_results") is False:
             keys.append(name)
-        elif _is_model(field.annotation):
-            keys.extend(f"{name}.{k}" for k in non_result_keys(field.annotation))
+        elif _section(field.annotation) is not None:
+            keys.extend(f"{name}.{k}" for k in non_result_keys(_section(field.annotation)))
     return sorted(set(keys))

@@ -317,5 +317,23 @@ def test_iris_config_shows_every_resolved_key(config_file, capsys):
     assert all(
         f"{key}: " in "\n".join(lines)
         for key, _, _ in config_help(SelfPlayConfig)
-        if not key.startswith(("training", "evaluation", "per_iteration", "generation.vllm"))
+        # model.lora is null here: its keys exist only when the section is set
+        if not key.startswith(
+            ("training", "evaluation", "per_iteration", "generation.vllm", "model.lora.")
+        )
     )
+
+
+def test_overrides_reach_an_optional_section():
+    from iris.config import apply_overrides, config_help, from_dict
+
+    raw = {"model": {"name_or_path": "m"}, "data": {"source": "d.jsonl"}}
+    lora = apply_overrides(SelfPlayConfig, raw, [("model.lora.r", "8")])
+    assert from_dict(SelfPlayConfig, lora).model.lora.r == 8
+    assert apply_overrides(SelfPlayConfig, lora, [("model.lora", "null")])["model"]["lora"] is None
+    with pytest.raises(ConfigError, match=r"unknown key 'model\.lora\.rank'.*\br\b"):
+        apply_overrides(SelfPlayConfig, raw, [("model.lora.rank", "8")])
+    with pytest.raises(ConfigError, match=r"'model\.lora' is a section; use --model\.lora\.KEY"):
+        apply_overrides(SelfPlayConfig, raw, [("model.lora", "8")])
+    keys = [row[0] for row in config_help(SelfPlayConfig)]
+    assert "model.lora" in keys and "model.lora.lora_alpha" in keys
