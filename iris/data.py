@@ -5,15 +5,19 @@ trainer reads:
 
 * loading annotated pairs from a hub id (``HuggingFaceH4/ultrachat_200k``, split
   ``train_sft``, pinned ``revision``) through ``datasets.load_dataset``, or from local
-  JSONL/JSON/Parquet/Arrow files or a saved dataset; the layout of each row is detected
-  from its fields (:data:`LAYOUTS`: chat ``messages``, cut to their first turn; ``prompt``
-  + ``real`` pairs; SPIN's ``real``/``generated``; TRL's preference
-  ``prompt``/``chosen``/``rejected``, standard or conversational); every schema error
-  names the file, the row and the field;
+  JSONL/JSON/Parquet/Arrow files or a saved dataset (a ``pkg:`` file of an installed
+  package, :mod:`iris.packages`; a JSON array cut off inside a record is diagnosed, and
+  its whole records kept under ``skip_invalid``); the layout of each row is detected
+  from its fields (:data:`LAYOUTS`: chat ``messages`` and ShareGPT ``conversations``, one
+  turn taken by :func:`conversation_turn`; ``prompt`` + ``real`` pairs; SPIN's
+  ``real``/``generated``; TRL's preference ``prompt``/``chosen``/``rejected``, standard or
+  conversational); every schema error names the file, the row and the field;
 * the canonical record ``{"id", "prompt", "real", "source_index"[, "generated"]}``, where
-  ``id`` is a hash of the whitespace-normalised prompt (so deduplication by prompt is
-  deduplication by id) and ``generated`` is the synthetic response a row gives (SPIN's
-  ``generated``, TRL's ``rejected``), read and checked by :func:`given_synthetic`;
+  ``prompt`` is a string (one user message) or the chat messages before the response
+  (:data:`Prompt`), ``id`` is a hash of the whitespace-normalised prompt (so deduplication
+  by prompt is deduplication by id) and ``generated`` is the synthetic response a row
+  gives (SPIN's ``generated``, TRL's ``rejected``), read and checked by
+  :func:`given_synthetic`;
 * deterministic, nested subset selection: records are ranked by ``sha256(seed, id)`` and
   training sets are prefixes of that ranking (14k ⊂ 26k ⊂ 50k ⊂ 100k ⊂ 200k for any
   seed, independent of file order), held-out prompts come from the other end of the

@@ -28,6 +28,7 @@ from iris.data import (
     load_annotated,
     prepare_data,
     prompt_id,
+    prompt_messages,
     read_records,
     select_subsets,
     turn_format,
@@ -691,13 +692,14 @@ def test_readme_data_format_examples_load(tmp_path):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme.split("### Data formats", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```json\n(.*?)```", section, flags=re.DOTALL)
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     layouts = []
     for number, block in enumerate(blocks):
         path = tmp_path / f"example{number}.jsonl"
         path.write_text(block)
         loaded = load_annotated(path)
-        assert [r["prompt"] for r in loaded.records] == [
+        # the user turn each prompt ends with (ShareGPT's first one has a system message)
+        assert [prompt_messages(r["prompt"])[-1]["content"] for r in loaded.records] == [
             "Name a prime.",
             "Capital of Peru?",
             "2+2?",
@@ -706,7 +708,7 @@ def test_readme_data_format_examples_load(tmp_path):
         layouts.append(next(iter(loaded.layouts)))
         if "generated" in loaded.records[0]:
             assert [g["text"] for g in given_synthetic(path).values()] == ["9", "Cusco", "5"]
-    assert layouts == ["chat", "pairs", "spin", "preference", "preference"]
+    assert layouts == ["chat", "pairs", "spin", "preference", "sharegpt", "preference"]
 
 
 _TEXTS = st.sampled_from(["", " ", "a", "a b", "a c"])
