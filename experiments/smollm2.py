@@ -33,7 +33,7 @@ CONFIGS = ROOT / "experiments" / "configs" / "smollm2-135m"
 METHODS = ("sft", "spin", "iris", "iris-adaptive")
 LABELS = {
     "base": "θ0 (SmolLM2-135M-Instruct)",
-    "sft": "SFT (same 64)",
+    "sft": "SFT (same data)",
     "spin": "SPIN",
     "iris": "IRIS α=½",
     "iris-adaptive": "IRIS adaptive",
@@ -104,6 +104,10 @@ def _alpha(iteration_dir: Path) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+COMPARED_WITH = ("base", "sft", "spin")
+"""The models every row is compared with (paired by held-out conversation, same iteration)."""
+
+
 def collect(runs_dir: Path, methods: Sequence[str]) -> dict[str, Any]:
     """Every number the rendering shows, from the run directories."""
     from iris.runs import RunDir, read_json
@@ -111,8 +115,7 @@ def collect(runs_dir: Path, methods: Sequence[str]) -> dict[str, Any]:
 
     base = read_json(runs_dir / "base" / "eval" / "chat.summary.json")
     rows = [{"method": "base", "iteration": 0, **_row(base)}]
-    per_base = _per_conversation(base)
-    per_sft: dict[int, dict[str, float]] = {}
+    per = {("base", 0): _per_conversation(base)}
     timings: dict[str, float] = {}
     for method in methods:
         run = RunDir(runs_dir / method)
@@ -126,33 +129,28 @@ def collect(runs_dir: Path, methods: Sequence[str]) -> dict[str, Any]:
             if not path.is_file():
                 continue
             summary = read_json(path)
-            per = _per_conversation(summary)
-            if method == "sft":
-                per_sft[t + 1] = per
+            per[method, t + 1] = _per_conversation(summary)
             generated = stages.get(f"iter_{t}/generate", [{}])[-1]
-            row = {
-                "method": method,
-                "iteration": t + 1,
-                **_row(summary),
-                "alpha": _alpha(run.iteration_dir(t)),
-                "train_truncated_fraction": generated.get("truncated_fraction"),
-                "train_s": stages.get(f"iter_{t}/train", [{}])[-1].get("duration_s"),
-                "generate_s": generated.get("duration_s"),
-            }
-            ids = sorted(per_base)
-            mean, low, high, n = paired_ci([per[i] for i in ids], [per_base[i] for i in ids])
-            row["vs_base"] = {"mean": mean, "low": low, "high": high, "n": n}
-            rows.append(row)
-    for row in rows:  # against SFT at the same iteration
-        reference = per_sft.get(row["iteration"])
-        if row["method"] in ("base", "sft") or reference is None:
-            continue
-        summary = read_json(
-            runs_dir / row["method"] / f"iter_{row['iteration'] - 1}" / "eval" / "chat.summary.json"
-        )
-        per, ids = _per_conversation(summary), sorted(reference)
-        mean, low, high, n = paired_ci([per[i] for i in ids], [reference[i] for i in ids])
-        row["vs_sft"] = {"mean": mean, "low": low, "high": high, "n": n}
+            rows.append(
+                {
+                    "method": method,
+                    "iteration": t + 1,
+                    **_row(summary),
+                    "alpha": _alpha(run.iteration_dir(t)),
+                    "train_truncated_fraction": generated.get("truncated_fraction"),
+                    "train_s": stages.get(f"iter_{t}/train", [{}])[-1].get("duration_s"),
+                    "generate_s": generated.get("duration_s"),
+                }
+            )
+    for row in rows:
+        ours = per[row["method"], row["iteration"]]
+        for other in COMPARED_WITH:
+            key = (other, 0 if other == "base" else row["iteration"])
+            if other == row["method"] or key not in per:
+                continue
+            ids = sorted(per[key])
+            mean, low, high, n = paired_ci([ours[i] for i in ids], [per[key][i] for i in ids])
+            row[f"vs_{other}"] = {"mean": mean, "low": low, "high": high, "n": n}
     return {
         "n_heldout": base["n_heldout"],
         "heldout_sha256": base["heldout"]["sha256"],
@@ -193,6 +191,7 @@ def table(results: Mapping[str, Any]) -> str:
             "log-lik/token (± s.e.)": f"{r['logprob_per_token']:.3f} ± {r['logprob_se']:.3f}",
             "Δ vs θ0 [95% CI]": _interval(r.get("vs_base")),
             "Δ vs SFT [95% CI]": _interval(r.get("vs_sft")),
+            "Δ vs SPIN [95% CI]": _interval(r.get("vs_spin")),
             "bits/byte": f"{r['bits_per_byte']:.4f}" if r.get("bits_per_byte") is not None else "—",
             **{label: f"{r[name]:.3f}" for name, label in GEN_METRICS.items()},
             "α": f"{r['alpha']:.2f}" if r.get("alpha") is not None else "—",
@@ -214,7 +213,7 @@ def figures(results: Mapping[str, Any], out: Path) -> list[Path]:
     markers = dict(zip(METHODS, "soD^", strict=True))
     paths = []
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    fig, (ax, delta) = plt.subplots(1, 2, figsize=(10.4, 4.2), constrained_layout=True)
     for k, method in enumerate(methods):
         series = [
             base,
@@ -224,11 +223,24 @@ def figures(results: Mapping[str, Any], out: Path) -> list[Path]:
         y = [r["logprob_per_token"] for r in series]
         err = [1.96 * r["logprob_se"] for r in series]
         ax.errorbar(x, y, yerr=err, marker=markers[method], capsize=3, label=LABELS[method])
+        paired = [r.get("vs_base") or {"mean": 0.0, "low": 0.0, "high": 0.0} for r in series]
+        mid = [p["mean"] for p in paired]
+        bars = [
+            [m - p["low"] for m, p in zip(mid, paired, strict=True)],
+            [p["high"] - m for m, p in zip(mid, paired, strict=True)],
+        ]
+        delta.errorbar(x, mid, yerr=bars, marker=markers[method], capsize=3, label=LABELS[method])
     ax.set_xticks(range(3), ["θ0", "iteration 1", "iteration 2"])
     ax.set_ylabel("held-out log-likelihood per response token")
-    ax.set_title(f"SmolLM2-135M-Instruct, {results['n_heldout']} held-out ShareGPT conversations")
+    ax.set_title("absolute (± 1.96 s.e. over conversations)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    delta.set_xticks(range(3), ["θ0", "iteration 1", "iteration 2"])
+    delta.set_ylabel("Δ vs θ0, paired by conversation")
+    delta.set_title("paired difference from θ0 (95% t-interval)", fontsize=10)
+    delta.axhline(0.0, color="0.5", lw=0.8)
+    delta.grid(alpha=0.3)
+    fig.suptitle(f"SmolLM2-135M-Instruct, {results['n_heldout']} held-out ShareGPT conversations")
     paths.append(out / "loglik.png")
     fig.savefig(paths[-1], dpi=150)
     plt.close(fig)
@@ -282,7 +294,8 @@ def render(results: Mapping[str, Any], out: Path, command: str) -> None:
         "",
         "## Figures",
         "",
-        "- `loglik.png`: held-out log-likelihood per response token by iteration (± 1.96 s.e.).",
+        "- `loglik.png`: held-out log-likelihood per response token by iteration: absolute",
+        "  (± 1.96 s.e.) and paired difference from θ0 (95% t-intervals).",
         "- `generation.png`: length, EOS fraction, distinct-2 and repeated 4-grams of greedy",
         "  answers to the held-out prompts, by iteration.",
         "",
