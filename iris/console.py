@@ -35,7 +35,7 @@ def quiet_libraries() -> None:
     transformers.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
-    for name in ("accelerate", "torch.distributed", "DeepSpeed"):
+    for name in ("accelerate", "torch.distributed", "DeepSpeed", "lm_eval"):
         logging.getLogger(name).setLevel(logging.ERROR)
     libraries = r"(transformers|trl|torch|accelerate|datasets|deepspeed|peft)(\.|$)"
     for category in (FutureWarning, DeprecationWarning, UserWarning):
@@ -56,13 +56,15 @@ def stage_summary(stage: str, info: dict[str, Any]) -> str:
             text += f", {info['generated_tokens'] / info['generation_s']:.0f} tokens/s"
         return text
     if stage == "train":
-        text = f"{info.get('steps', '?')} steps on {info.get('rows', '?')} rows"
+        steps = info.get("steps", "?")
+        text = f"{steps} step{'' if steps == 1 else 's'} on {info.get('rows', '?')} rows"
         if info.get("train_loss") is not None:
             text += f", mean loss {info['train_loss']:.4g}"
         return text
     if stage == "eval" and info.get("scores"):
-        scores = ", ".join(f"{k} {v:.4g}" for k, v in list(info["scores"].items())[:3])
-        return scores + (" …" if len(info["scores"]) > 3 else "")
+        shown = {k: v for k, v in info["scores"].items() if v == v}  # NaN: nothing to show
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:3])
+        return scores + (" …" if len(shown) > 3 else "")
     return "done"
 
 
