@@ -299,7 +299,9 @@ def render(results: Mapping[str, Any], out: Path, command: str) -> None:
         "- `generation.png`: length, EOS fraction, distinct-2 and repeated 4-grams of greedy",
         "  answers to the held-out prompts, by iteration.",
         "",
-        "`results.json` holds every number above.",
+        "`results.json` holds every number above. `speed/` holds the speed tables of",
+        "`experiments/benchmarks/smollm2_benchmark.py` and `lora_benchmark.py` on this model",
+        "(their commands and conditions: LOG.md, 2026-12-07).",
     ]
     atomic_write_text(out / "INDEX.md", "\n".join(lines) + "\n")
     for path in [out / "results.json", out / "results.md", *images, out / "INDEX.md"]:
