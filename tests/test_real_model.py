@@ -65,6 +65,10 @@ def test_the_packaged_gguf_becomes_a_plain_checkpoint():
     config = json.loads((folder / "config.json").read_text())
     assert "quantization_config" not in config and config["model_type"] == "llama"
     assert start_checkpoint(SMOLLM2) == str(folder)  # converted once, then read from the cache
+    # A folder and model.gguf_file name the same file, hence the same plain checkpoint.
+    assert gguf_source(str(gguf.parent), gguf.name) == gguf
+    assert start_checkpoint(str(gguf.parent), gguf.name) == str(folder)
+    assert gguf_source(str(folder)) is None and start_checkpoint(str(folder)) == str(folder)
 
 
 def test_one_real_iteration_and_a_killed_training_resumes_to_the_same_model(real, tmp_path, capsys):
