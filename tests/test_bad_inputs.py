@@ -139,7 +139,8 @@ CASES = {
     "row without a response": (
         lambda w: _config(w, "c", data=_data(w, "field.jsonl", b'{"prompt": "p"}\n' + _rows(w))),
         [],
-        "field.jsonl line 1: needs field 'messages' (chat) or fields 'prompt' and 'real'",
+        "field.jsonl line 1: needs field 'messages' (chat), 'conversations' (ShareGPT) or "
+        "fields 'prompt' and 'real'",
     ),
     "empty data file": (
         lambda w: _config(w, "c", data=_data(w, "empty.jsonl", b"")),

