@@ -16,7 +16,12 @@ import numpy as np
 import torch
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token id lists.
+
+    >>> common_prefix([1, 2, 3], [1, 2, 4, 5])
+    2
+    """
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
@@ -40,7 +45,7 @@ def encode_pairs(tokenizer, prompts: Sequence[str], completions: Sequence[str]) 
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
     prompt_ids = tokenizer(list(prompts))["input_ids"]
     full_ids = tokenizer([p + c for p, c in zip(prompts, completions, strict=True)])["input_ids"]
-    starts = [_common_prefix(p, f) for p, f in zip(prompt_ids, full_ids, strict=True)]
+    starts = [common_prefix(p, f) for p, f in zip(prompt_ids, full_ids, strict=True)]
     if any(start >= len(ids) for start, ids in zip(starts, full_ids, strict=True)):
         raise ValueError("a completion encodes to no token")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

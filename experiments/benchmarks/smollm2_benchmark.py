@@ -155,20 +155,6 @@ def cut_at_stop(ids: Sequence[int], stops: Iterable[int]) -> list[int]:
     return list(ids)
 
 
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the longest common prefix.
-
-    >>> common_prefix([1, 2, 3], [1, 2, 4, 5])
-    2
-    """
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def agreement(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]], n: int) -> dict[str, float]:
     """How far two runs' greedy outputs agree: the fraction of prompts whose first ``n`` tokens
     (or whole output, when shorter) are identical, and the mean common-prefix length (≤ n).
@@ -178,6 +164,8 @@ def agreement(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]], n: int) ->
     >>> agreement([[1, 2, 3], [4, 5]], [[1, 2, 9], [4, 5]], 3)
     {'fraction': 0.5, 'mean_prefix': 2.0}
     """
+    from iris.scoring import common_prefix
+
     if len(a) != len(b) or not a:
         raise ValueError(f"need two equally long non-empty lists, got {len(a)} and {len(b)}")
     same = sum(list(x[:n]) == list(y[:n]) for x, y in zip(a, b, strict=True))
