@@ -19,7 +19,6 @@ log-likelihood difference per conversation, t-interval over conversations).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import subprocess
 import sys
@@ -67,13 +66,14 @@ def evaluate_base(runs_dir: Path, methods: Sequence[str]) -> Path:
     from iris.checkpoints import start_checkpoint
     from iris.config import SelfPlayConfig, load_config
     from iris.evaluation import make_evaluator
+    from iris.runs import RunDir
 
     out = runs_dir / "base" / "eval"
     summary = out / "chat.summary.json"
     if summary.is_file():
         return summary
     config = load_config(SelfPlayConfig, CONFIGS / f"{methods[0]}.yaml")
-    heldout = runs_dir / methods[0] / "data" / "heldout.jsonl"
+    heldout = RunDir(runs_dir / methods[0]).heldout_path
     evaluator = make_evaluator({**config.evaluation, "heldout": str(heldout)})
     print(f"══ {LABELS['base']}: evaluation", flush=True)
     start = time.perf_counter()
@@ -95,12 +95,13 @@ def _per_conversation(summary: Mapping[str, Any]) -> dict[str, float]:
 
 def _alpha(iteration_dir: Path) -> float | None:
     """The mean order α the trainer logged in an iteration (None for SFT)."""
-    path = iteration_dir / "metrics.jsonl"
+    from iris.runs import read_jsonl
+    from iris.trainer import METRICS_FILE
+
+    path = iteration_dir / METRICS_FILE
     if not path.is_file():
         return None
-    values = [
-        row["alpha"] for row in map(json.loads, path.read_text().splitlines()) if "alpha" in row
-    ]
+    values = [row["alpha"] for row in read_jsonl(path) if "alpha" in row]
     return sum(values) / len(values) if values else None
 
 

@@ -81,6 +81,7 @@ MARKER_SUFFIX = ".DONE"
 
 # File names inside a run directory (the contract analysis/ reads).
 DATA_DIR = "data"  # data/train.jsonl, data/heldout.jsonl, data/stats.json (run-level)
+HELDOUT_FILE = "heldout.jsonl"  # data/heldout.jsonl: held-out records (never trained on)
 PROTO_FILE = "proto.jsonl"  # T-SPIN's proto-synthetic responses from θ0 (run-level, once)
 GENERATED_FILE = "generated.jsonl"  # iter_<t>/: synthetic responses sampled from θt
 TRAIN_DATA_FILE = "train.jsonl"  # iter_<t>/: the self-play training rows of iteration t
@@ -666,6 +667,11 @@ class RunDir:
     def data_dir(self) -> Path:
         """``ROOT/data``: the selected training and held-out records (run-level)."""
         return self.root / DATA_DIR
+
+    @property
+    def heldout_path(self) -> Path:
+        """``ROOT/data/heldout.jsonl``: the held-out records the data stage selected."""
+        return self.data_dir / HELDOUT_FILE
 
     @property
     def proto_path(self) -> Path:

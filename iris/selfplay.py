@@ -58,6 +58,7 @@ from iris.generation import (
     resolve_backend_name,
 )
 from iris.runs import (
+    HELDOUT_FILE,
     RunDir,
     atomic_write_json,
     atomic_write_jsonl,
@@ -72,7 +73,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TRAIN_RECORDS = "train.jsonl"
-HELDOUT_RECORDS = "heldout.jsonl"
+HELDOUT_RECORDS = HELDOUT_FILE
 DATA_STATS = "stats.json"
 # iter_<t>/: the training rows as an Arrow dataset every rank reads (removed once trained).
 TRAIN_DATASET = "train_dataset"
@@ -157,7 +158,7 @@ def _stage_data(config: SelfPlayConfig, run: RunDir, state) -> None:
             if state.is_main_process:
                 split = prepare_data(config.data)
                 write_records(train_path, split.train)
-                write_records(run.data_dir / HELDOUT_RECORDS, split.heldout)
+                write_records(run.heldout_path, split.heldout)
                 atomic_write_json(run.data_dir / DATA_STATS, split.stats)
                 info.update(train=len(split.train), heldout=len(split.heldout))
             state.wait_for_everyone()

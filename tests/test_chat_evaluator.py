@@ -282,7 +282,7 @@ def test_config_keys_are_checked_when_the_evaluator_is_built():
 def test_the_heldout_file_is_the_runs_or_the_configured_one(tmp_path):
     from iris import selfplay
 
-    assert HELDOUT_RECORDS == selfplay.HELDOUT_RECORDS  # restated, not imported (cycle)
+    assert HELDOUT_RECORDS == selfplay.HELDOUT_RECORDS  # one name for the one file
     run = RunDir(tmp_path / "run")
     with pytest.raises(EvaluationError, match=r"evaluation\.heldout"):
         find_heldout(run.eval_dir(0))

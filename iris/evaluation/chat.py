@@ -53,15 +53,13 @@ from iris.config import from_dict
 from iris.data import Record, format_completion, format_prompts, read_records
 from iris.evaluation.base import EvalSettings, EvaluationError, register_evaluator, runs_at, setting
 from iris.generation import Generation, HFBackend, SamplingParams
+from iris.runs import HELDOUT_FILE as HELDOUT_RECORDS
 from iris.runs import RunDir, atomic_write_json, atomic_write_jsonl, atomic_write_text, sha256_file
 
 SUMMARY_NAME = "chat"
 TASK_NAME = "chat_heldout"
 GENERATIONS_FILE = f"{SUMMARY_NAME}.generations.jsonl"
 TASK_DIR = "task"
-# The data stage's held-out file in <run>/data/: iris.selfplay.HELDOUT_RECORDS, restated
-# (iris.selfplay imports iris.evaluation; importing it here would close a cycle).
-HELDOUT_RECORDS = "heldout.jsonl"
 LM_EVAL_METRICS = ("word_perplexity", "byte_perplexity", "bits_per_byte")
 LM_EVAL_AGGREGATIONS = ("weighted_perplexity", "weighted_perplexity", "bits_per_byte")
 CHAT_METRICS = (
@@ -275,7 +273,7 @@ def find_heldout(output_dir: Path) -> Path:
     of the nearest enclosing directory that has one)."""
     output_dir = Path(output_dir).absolute()
     for directory in (output_dir, *output_dir.parents):
-        candidate = RunDir(directory).data_dir / HELDOUT_RECORDS
+        candidate = RunDir(directory).heldout_path
         if candidate.is_file():
             return candidate
     raise EvaluationError(
