@@ -375,27 +375,27 @@ def _preference_row(
         example = {"prompt": rejected, "chosen": chosen[len(rejected) :], "rejected": []}
     else:
         example = maybe_extract_prompt(example)
-    prompt_messages = example["prompt"]
+    turns = example["prompt"]
     if has_prompt and isinstance(row["prompt"], list):
         subject = "field 'prompt'"
     else:
         subject = f"the prompt shared by {annotated!r} and {synthetic!r}"
-    if not prompt_messages:
+    if not turns:
         raise DataError(
             f"{where}: {annotated!r} and {synthetic!r} share no prompt: "
             "both must start with the same user message"
         )
-    roles = [m["role"] for m in prompt_messages]
+    roles = [m["role"] for m in turns]
     if roles[-1] != "user" or any(role not in CHAT_ROLES for role in roles):
         raise DataError(
             f"{where}: {subject} must be chat messages ending with a user message "
             f"(roles {', '.join(map(repr, CHAT_ROLES))}), got roles {roles}"
         )
-    for index, message in enumerate(prompt_messages):
+    for index, message in enumerate(turns):
         if not message["content"].strip():
             raise DataError(f"{where}: {subject}: item {index} 'content' is empty")
     return (
-        _as_prompt(prompt_messages),
+        _as_prompt(turns),
         _response(example["chosen"], annotated, where, given=False),
         _response(example["rejected"], synthetic, where, given=True),
     )

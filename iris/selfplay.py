@@ -407,6 +407,7 @@ def _check_training(config: SelfPlayConfig, evaluator: Evaluator | None = None) 
 
     from iris.schedules import make_schedule
 
+    _lora_config(config)  # peft is installed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for t in range(config.iterations):
@@ -489,6 +490,28 @@ def _entering_gap(
     return float(read_json(path)["value"])
 
 
+def _lora_config(config: SelfPlayConfig):
+    """``model.lora`` as a ``peft.LoraConfig`` (None without it); a missing peft is a
+    ConfigError, raised by :func:`_check_training` before any stage."""
+    if config.model.lora is None:
+        return None
+    try:
+        from peft import LoraConfig
+    except ImportError as err:
+        raise ConfigError(
+            "model.lora: LoRA needs the peft package (pip install 'iris-selfplay[peft]')"
+        ) from err
+    lora = config.model.lora
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=lora.r,
+        lora_alpha=lora.lora_alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        modules_to_save=lora.modules_to_save,
+    )
+
+
 def _stage_train(
     config: SelfPlayConfig,
     run: RunDir,
@@ -522,23 +545,7 @@ def _stage_train(
     dtype_name = config.model.train_dtype or config.model.dtype
     dtype = getattr(torch, dtype_name) if dtype_name != "auto" else "auto"
     dataset_dir = iteration_dir / TRAIN_DATASET
-    peft_config = None
-    if config.model.lora is not None:
-        try:
-            from peft import LoraConfig
-        except ImportError as err:
-            raise ConfigError(
-                "model.lora: LoRA needs the peft package (pip install 'iris-selfplay[peft]')"
-            ) from err
-        lora = config.model.lora
-        peft_config = LoraConfig(
-            task_type="CAUSAL_LM",
-            r=lora.r,
-            lora_alpha=lora.lora_alpha,
-            lora_dropout=lora.dropout,
-            target_modules=lora.target_modules,
-            modules_to_save=lora.modules_to_save,
-        )
+    peft_config = _lora_config(config)
     base = (model_path, revision, dtype)  # θt, onto which a LoRA adapter is merged
     if _is_supervised(config):
         with console.stage(run, "train", iteration, show=state.is_main_process) as info:

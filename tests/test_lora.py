@@ -13,6 +13,7 @@ import json
 import random
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,16 @@ def test_a_bad_lora_key_or_value_is_refused_before_any_stage(
     err = capsys.readouterr().err
     assert re.search(message, err), err
     assert f"{config}:2:" in err  # located at the line of the model section
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_lora_without_peft_is_refused_before_any_stage(workspace, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "peft", None)  # import peft raises ImportError
+    config = write_config(workspace, "nopeft", lora="{r: 4}")
+    out = tmp_path / "run"
+    assert main(["selfplay", "--config", str(config), "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "model.lora: LoRA needs the peft package" in err
     assert "Traceback" not in err and not out.exists()
 
 
